@@ -1,0 +1,236 @@
+"""Settings for the healthcare project: everything comes from environment variables.
+
+Unset variables fall back to defaults that work for ``make run`` on a laptop; a
+malformed value stops start-up with a message naming the variable.
+"""
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from healthcare.env import (
+    env_bool,
+    env_brokers,
+    env_choice,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("HEALTHCARE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+DEMO_MODE = env_bool("DEMO_MODE", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not (DEBUG or DEMO_MODE):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set (required unless DJANGO_DEBUG=1 or DEMO_MODE=1)."
+        )
+    SECRET_KEY = "insecure-dev-only-key-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "relay",
+    "appointments",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "healthcare.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "healthcare.wsgi.application"
+
+# Database: PostgreSQL in production and CI, a SQLite file by default.
+_checkout_tag = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
+_SQLITE_DEFAULT = f"sqlite:///{VAR_DIR / 'healthcare.sqlite3'}"
+_database_url = env_str("DATABASE_URL") or _SQLITE_DEFAULT
+try:
+    _db = dj_database_url.parse(_database_url, conn_max_age=0)
+except Exception as exc:  # dj-database-url raises several types for bad URLs
+    raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
+if not _db.get("ENGINE"):
+    raise ImproperlyConfigured("DATABASE_URL has an unsupported scheme.")
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let the web server, relay and consumer share one file;
+    # IMMEDIATE transactions take the write lock up front instead of failing late.
+    _db["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    _db["TEST"] = {"NAME": str(VAR_DIR / f"test-{_checkout_tag}.sqlite3")}
+else:
+    # One test database per checkout, so parallel checkouts never collide.
+    _db["TEST"] = {"NAME": f"test_{_db['NAME']}_{_checkout_tag}"}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "healthcare.api.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_PAGINATION_CLASS": "healthcare.api.Pagination",
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env_int("JWT_ACCESS_MINUTES", 30, minimum=1)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Healthcare appointments API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+# Kafka: one place for every client's connection settings (see relay/kafka.py).
+KAFKA = {
+    "BROKERS": env_brokers("KAFKA_BROKERS", "127.0.0.1:9092"),
+    "SECURITY_PROTOCOL": env_choice(
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    ),
+    "SASL_MECHANISM": env_choice(
+        "KAFKA_SASL_MECHANISM",
+        "PLAIN",
+        ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"),
+    ),
+    "SASL_USERNAME": env_str("KAFKA_SASL_USERNAME"),
+    "SASL_PASSWORD": env_str("KAFKA_SASL_PASSWORD"),
+    "SSL_CA_LOCATION": env_str("KAFKA_SSL_CA_LOCATION"),
+    "CLIENT_ID": env_str("KAFKA_CLIENT_ID", "healthcare"),
+    "LINGER_MS": env_int("KAFKA_LINGER_MS", 5, minimum=0),
+    "BATCH_SIZE": env_int("KAFKA_BATCH_SIZE", 1_000_000, minimum=1),
+    "COMPRESSION": env_choice(
+        "KAFKA_COMPRESSION", "lz4", ("none", "gzip", "snappy", "lz4", "zstd")
+    ),
+    "SESSION_TIMEOUT_MS": env_int("KAFKA_SESSION_TIMEOUT_MS", 45_000, minimum=1000),
+    "FETCH_WAIT_MAX_MS": env_int("KAFKA_FETCH_WAIT_MAX_MS", 500, minimum=0),
+    "MESSAGE_TIMEOUT_MS": env_int("KAFKA_MESSAGE_TIMEOUT_MS", 30_000, minimum=1000),
+}
+if KAFKA["SECURITY_PROTOCOL"].startswith("SASL") and not KAFKA["SASL_USERNAME"]:
+    raise ImproperlyConfigured(
+        "KAFKA_SASL_USERNAME is required when KAFKA_SECURITY_PROTOCOL uses SASL."
+    )
+
+# Outbox and relay.
+OUTBOX = {
+    "TOPIC_PREFIX": env_str("OUTBOX_TOPIC_PREFIX"),
+    # aggregate type -> topic
+    "TOPICS": {"appointment": env_str("OUTBOX_APPOINTMENT_TOPIC", "appointments")},
+    "PARTITIONS": env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1),
+    "REPLICATION_FACTOR": env_int("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
+    # Keys are hashed into this many shards; each shard has one publishing leader.
+    "SHARDS": env_int("OUTBOX_SHARDS", 1, minimum=1),
+    "BATCH_SIZE": env_int("OUTBOX_BATCH_SIZE", 500, minimum=1),
+    "POLL_INTERVAL_MS": env_int("OUTBOX_POLL_INTERVAL_MS", 1000, minimum=10),
+    "RETENTION_DAYS": env_int("OUTBOX_RETENTION_DAYS", 7, minimum=0),
+    "MAX_BACKOFF_S": env_int("OUTBOX_MAX_BACKOFF_S", 300, minimum=1),
+}
+
+# Notification consumer.
+CONSUMER = {
+    "GROUP": env_str("CONSUMER_GROUP", "notification-service-group"),
+    "TOPICS": env_list("CONSUMER_TOPICS", "appointments"),
+    "DLQ_TOPIC": env_str("CONSUMER_DLQ_TOPIC", "appointments.dlq"),
+    "BATCH_SIZE": env_int("CONSUMER_BATCH_SIZE", 500, minimum=1),
+    "BATCH_TIMEOUT_MS": env_int("CONSUMER_BATCH_TIMEOUT_MS", 100, minimum=1),
+}
+
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+LOG_LEVEL = env_choice(
+    "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+)
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "healthcare.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}
+
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if (DEBUG or DEMO_MODE)
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")

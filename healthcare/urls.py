@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from appointments.api import AppointmentDetailApi, AppointmentListCreateApi, DoctorListApi
+from notifications.api import NotificationListApi
+
+
+def api(route: str, view, name: str):
+    """An API path that answers with and without a trailing slash."""
+    return re_path(rf"^api/{route}/?$", view, name=name)
+
+
+urlpatterns = [
+    api("auth/token", TokenObtainPairView.as_view(), "token"),
+    api("auth/token/refresh", TokenRefreshView.as_view(), "token-refresh"),
+    api("doctors", DoctorListApi.as_view(), "doctors"),
+    api("appointments", AppointmentListCreateApi.as_view(), "appointments"),
+    api(
+        r"appointments/(?P<pk>[0-9a-fA-F-]{36})",
+        AppointmentDetailApi.as_view(),
+        "appointment-detail",
+    ),
+    api("notifications", NotificationListApi.as_view(), "notifications"),
+    api("schema", SpectacularAPIView.as_view(), "schema"),
+    api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,24 @@
+from django.contrib import admin
+
+from notifications.models import Notification, ProcessedEvent
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["id", "recipient", "event_type", "appointment_id", "created_at", "read_at"]
+    list_filter = ["event_type", ("read_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=appointment_id", "=event_id", "recipient__username"]
+    readonly_fields = ["recipient", "event_id", "appointment_id", "event_type", "message", "created_at"]
+
+
+@admin.register(ProcessedEvent)
+class ProcessedEventAdmin(admin.ModelAdmin):
+    list_display = ["event_id", "event_type", "topic", "partition", "offset", "processed_at"]
+    list_filter = ["event_type", "topic"]
+    search_fields = ["=event_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,32 @@
+from django.contrib import admin
+
+from relay.models import OutboxEvent
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    """Outbox rows are history: staff read them, only the relay writes them."""
+
+    list_display = [
+        "seq",
+        "type",
+        "aggregateid",
+        "topic",
+        "created_at",
+        "published_at",
+        "partition",
+        "offset",
+        "attempts",
+    ]
+    list_filter = ["type", "topic", ("published_at", admin.EmptyFieldListFilter)]
+    search_fields = ["aggregateid", "=event_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,190 @@
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from tests.broker import Broker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """One real broker process for the session, on a free port."""
+    b = Broker().start()
+    previous = django_settings.KAFKA["BROKERS"]
+    django_settings.KAFKA["BROKERS"] = b.address
+    yield b
+    django_settings.KAFKA["BROKERS"] = previous
+    b.stop()
+
+
+@pytest.fixture
+def topic(settings):
+    """A fresh topic for this test, used by enqueue() and the consumer."""
+    name = f"appointments-{uuid.uuid4().hex[:10]}"
+    settings.OUTBOX = {**settings.OUTBOX, "TOPICS": {"appointment": name}}
+    settings.CONSUMER = {
+        **settings.CONSUMER,
+        "TOPICS": [name],
+        "DLQ_TOPIC": f"{name}.dlq",
+        "GROUP": f"group-{name}",
+    }
+    return name
+
+
+def database_url() -> str:
+    """A DATABASE_URL that points a subprocess at the test database."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{host}:{port}/{s['NAME']}"
+
+
+@pytest.fixture
+def proc_env(broker, topic):
+    """Environment for a manage.py subprocess: the test database, broker and topic."""
+    env = os.environ.copy()
+    env.update(
+        {
+            "DATABASE_URL": database_url(),
+            "KAFKA_BROKERS": broker.address,
+            "OUTBOX_APPOINTMENT_TOPIC": topic,
+            "CONSUMER_TOPICS": topic,
+            "CONSUMER_DLQ_TOPIC": f"{topic}.dlq",
+            "CONSUMER_GROUP": f"group-{topic}",
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "KAFKA_FETCH_WAIT_MAX_MS": "10",
+            "OUTBOX_POLL_INTERVAL_MS": "100",
+            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+class ManagedProcess:
+    """A `manage.py` subprocess whose output goes to a file the test can read."""
+
+    def __init__(self, args, env, log_path: Path):
+        self.args = args
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return True
+            if self.proc.poll() is not None:
+                return text in self.output
+            time.sleep(0.05)
+        return False
+
+    def terminate(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def start_process(proc_env, tmp_path):
+    """Start `manage.py <args>` as a real process; every one is stopped after the test."""
+    started = []
+
+    def start(*args, env=None, name=None):
+        log = tmp_path / f"{name or args[0]}-{len(started)}.log"
+        proc = ManagedProcess(list(args), {**proc_env, **(env or {})}, log)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.log.close()
+
+
+def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
+    """Poll until predicate() is truthy; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+# -- data ------------------------------------------------------------------
+
+PASSWORD = "a-Long-test-passw0rd"
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username=None, **extra):
+        return django_user_model.objects.create_user(
+            username=username or f"user-{uuid.uuid4().hex[:8]}", password=PASSWORD, **extra
+        )
+
+    return make
+
+
+@pytest.fixture
+def doctor(make_user):
+    from appointments.models import Doctor
+
+    return Doctor.objects.create(
+        user=make_user("dr-who"), name="Dr. Smith", specialty="General practice"
+    )
+
+
+@pytest.fixture
+def patient(make_user):
+    return make_user("alice")
+
+
+def client_for(user) -> APIClient:
+    """An API client holding a real JWT obtained through /api/auth/token."""
+    client = APIClient()
+    response = client.post(
+        "/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
+    return client
+
+
+@pytest.fixture
+def patient_client(patient):
+    return client_for(patient)
