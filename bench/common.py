@@ -1,0 +1,142 @@
+"""Shared plumbing for bench/ scripts: a broker, a migrated PostgreSQL database, tables.
+
+Each bench script starts its own broker (Tansu) on a free port and uses a dedicated
+PostgreSQL database (BENCH_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/healthcare_bench), migrated fresh, as the tests do.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/healthcare_bench"
+)
+
+
+def bench_env(broker_address: str, **extra: str) -> dict:
+    """Environment for Django (in this process or a child) during a benchmark."""
+    env = {
+        "DATABASE_URL": BENCH_DATABASE_URL,
+        "KAFKA_BROKERS": broker_address,
+        "DJANGO_SECRET_KEY": "bench-secret-key-that-is-long-enough-for-hs256",
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_FETCH_WAIT_MAX_MS": "10",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.update(extra)
+    return env
+
+
+def recreate_database(url: str = BENCH_DATABASE_URL) -> None:
+    """Drop and create the bench database so every run starts empty."""
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(broker_address: str, **extra: str) -> None:
+    """Point Django at the bench database and broker, then migrate quietly."""
+    os.environ.update(bench_env(broker_address, **extra))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcare.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def start_broker():
+    """A fresh broker process on a free port (stopped by the caller)."""
+    from tests.broker import Broker
+
+    return Broker().start()
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    """One self-overwriting progress line on stderr."""
+    rate = done / max(time.monotonic() - started, 1e-9)
+    sys.stderr.write(f"\r  {label}: {done:,}/{total:,} ({rate:,.0f}/s)   ")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def print_table(title: str, headers: list[str], rows: list[list]) -> None:
+    cells = [[str(h) for h in headers]] + [
+        [f"{c:,.1f}" if isinstance(c, float) else f"{c:,}" if isinstance(c, int) else str(c) for c in row]
+        for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
+        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def print_result(result: dict) -> None:
+    """The machine-readable last line of every bench script."""
+    print(json.dumps(result), flush=True)
+
+
+class PeakRss:
+    """Sample a process's resident memory (MB) from /proc while a block runs."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05):
+        self.pid = pid or os.getpid()
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def _rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpus} cores, {mem:.0f} GiB, Python {sys.version.split()[0]}"
+
