@@ -44,3 +44,16 @@ def read_topic(brokers: str, topic: str, *, expect: int, timeout: float = 30.0) 
 
 def headers_of(msg) -> dict[str, str]:
     return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (msg.headers() or [])}
+
+
+def committed_total(brokers: str, group: str, topic: str) -> int:
+    """Sum of the group's committed offsets on a topic: how many records it finished."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        offsets = consumer.committed(
+            [TopicPartition(topic, p) for p in partitions], timeout=10
+        )
+    finally:
+        consumer.close()
+    return sum(max(tp.offset, 0) for tp in offsets)
