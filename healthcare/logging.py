@@ -1,10 +1,46 @@
-"""Log formatting: one JSON object per line when LOG_FORMAT=json."""
+"""Log formatting: one JSON object per line when LOG_FORMAT=json, human lines otherwise.
+
+Fields bound with ``log_context`` (the request id in a web request, an event id in
+the relay or consumer) appear on every record logged inside it, in both formats.
+"""
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_context: ContextVar[dict[str, str]] = ContextVar("healthcare_log_context", default={})
+
+
+@contextmanager
+def log_context(**fields) -> Iterator[None]:
+    """Add ``fields`` (ids only, never personal data) to every record logged inside."""
+    token = _context.set({**_context.get(), **{k: str(v) for k, v in fields.items()}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_context() -> dict[str, str]:
+    return dict(_context.get())
+
+
+class ContextFilter(logging.Filter):
+    """Copy the bound context onto each record (an explicit ``extra`` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,9 +51,21 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(
-            {k: v for k, v in vars(record).items() if k not in _STANDARD}
-        )
+        entry.update(_extras(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger message`` plus ``key=value`` for the bound ids."""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = _extras(record)
+        if extras:
+            line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        return line

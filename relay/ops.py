@@ -445,3 +445,48 @@ def _text(raw: bytes | str | None) -> str | None:
         return raw.decode()
     except UnicodeDecodeError:
         return raw.hex()
+
+
+# -- dead letters ---------------------------------------------------------------------
+
+
+@dataclass
+class DeadLetters:
+    total: int
+    latest: list[Record]
+
+
+def dead_letters(*, topic: str, limit: int = 20, timeout: float = 5) -> DeadLetters:
+    """How many records the dead-letter topic holds, and the latest ``limit`` of them."""
+    meta = _metadata(admin_client(), timeout).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        return DeadLetters(0, [])
+    parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+    marks = watermarks(parts, timeout=timeout)
+    total = sum(high - low for low, high in marks.values())
+    wanted = {
+        (topic, p): high for (_, p), (low, high) in marks.items() if high > low
+    }
+    if not wanted:
+        return DeadLetters(total, [])
+    consumer = reader(**{"enable.partition.eof": False})
+    records = []
+    try:
+        consumer.assign(
+            [
+                TopicPartition(topic, p, max(marks[(topic, p)][0], high - limit))
+                for (_, p), high in wanted.items()
+            ]
+        )
+        deadline = time.monotonic() + timeout
+        while wanted and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=0.1):
+                if msg.error() is not None:
+                    continue
+                records.append(to_record(msg))
+                if msg.offset() + 1 >= wanted.get((topic, msg.partition()), 0):
+                    wanted.pop((topic, msg.partition()), None)
+    finally:
+        consumer.close()
+    records.sort(key=lambda r: r.headers.get("dlq_time", ""), reverse=True)
+    return DeadLetters(total, records[:limit])
