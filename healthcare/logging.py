@@ -33,14 +33,18 @@ class ContextFilter(logging.Filter):
     """Copy the bound context onto each record (an explicit ``extra`` wins)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _context.get().items():
+        context = _context.get()
+        for key, value in context.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
+        record.log_context = context
         return True
 
 
 def _extras(record: logging.LogRecord) -> dict:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    return {
+        k: v for k, v in vars(record).items() if k not in _STANDARD and k != "log_context"
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,14 +62,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger message`` plus ``key=value`` for the bound ids."""
+    """``time level logger message`` plus ``key=value`` for the ids bound with log_context."""
 
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = _extras(record)
-        if extras:
-            line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        context = getattr(record, "log_context", None)
+        if context:
+            line += " " + " ".join(f"{k}={v}" for k, v in context.items())
         return line
