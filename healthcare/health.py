@@ -21,7 +21,7 @@ _admins_lock = threading.Lock()
 
 
 def _admin() -> AdminClient:
-    """One admin client per broker list, reused across probes (it keeps its connections)."""
+    """One admin client per broker list, reused across probes (it keeps connections)."""
     brokers = settings.KAFKA["BROKERS"]
     with _admins_lock:
         if brokers not in _admins:

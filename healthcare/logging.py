@@ -6,13 +6,16 @@ the relay or consumer) appear on every record logged inside it, in both formats.
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_context: ContextVar[dict[str, str]] = ContextVar("healthcare_log_context", default={})
+_context: ContextVar[Mapping[str, str]] = ContextVar(
+    "healthcare_log_context", default=MappingProxyType({})
+)
 
 
 @contextmanager
@@ -43,7 +46,9 @@ class ContextFilter(logging.Filter):
 
 def _extras(record: logging.LogRecord) -> dict:
     return {
-        k: v for k, v in vars(record).items() if k not in _STANDARD and k != "log_context"
+        k: v
+        for k, v in vars(record).items()
+        if k not in _STANDARD and k != "log_context"
     }
 
 

@@ -12,7 +12,13 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count
 from django.http import HttpResponse
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -53,17 +59,23 @@ class PipelineCollector:
         try:
             f = pipeline_figures()
             by_status = dict(
-                Appointment.objects.order_by().values_list("status").annotate(n=Count("pk"))
+                Appointment.objects.order_by()
+                .values_list("status")
+                .annotate(n=Count("pk"))
             )
         except DatabaseError as exc:
             logger.warning("metrics: database unavailable: %s", exc)
             yield _gauge("healthcare_database_up", "1 when the database answered.", 0)
             return
         yield _gauge("healthcare_database_up", "1 when the database answered.", 1)
-        yield _gauge("healthcare_outbox_pending_events", "Outbox rows not yet published.", f.pending)
+        yield _gauge(
+            "healthcare_outbox_pending_events",
+            "Outbox rows not yet published.",
+            f.pending,
+        )
         yield _gauge(
             "healthcare_outbox_oldest_pending_age_seconds",
-            "Age of the oldest unpublished outbox row (0 when none): the relay's health.",
+            "Age of the oldest unpublished outbox row (0 when none): relay health.",
             f.oldest_pending_age_s or 0,
         )
         published = GaugeMetricFamily(
@@ -84,7 +96,11 @@ class PipelineCollector:
             "Failed publish attempts recorded on the rows still in the outbox.",
             f.failed_attempts,
         )
-        yield _gauge("healthcare_inbox_processed_events", "Events in the consumer's inbox.", f.processed)
+        yield _gauge(
+            "healthcare_inbox_processed_events",
+            "Events in the consumer's inbox.",
+            f.processed,
+        )
         yield _gauge(
             "healthcare_consumer_last_processed_age_seconds",
             "Seconds since the consumer last recorded an event: its health.",
@@ -100,11 +116,18 @@ class PipelineCollector:
             "Outbox commit to inbox commit, for events published in the last 5 minutes.",
             labels=["quantile"],
         )
-        for label, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("1", "max")):
+        for label, key in (
+            ("0.5", "p50"),
+            ("0.95", "p95"),
+            ("0.99", "p99"),
+            ("1", "max"),
+        ):
             if key in f.delay_s:
                 delay.add_metric([label], f.delay_s[key])
         yield delay
-        yield _gauge("healthcare_notifications", "Notifications stored.", f.notifications)
+        yield _gauge(
+            "healthcare_notifications", "Notifications stored.", f.notifications
+        )
         appointments = GaugeMetricFamily(
             "healthcare_appointments", "Appointments by status.", labels=["status"]
         )
@@ -114,7 +137,7 @@ class PipelineCollector:
 
 
 def metrics_view(request):
-    """Prometheus text format: this process's (or every worker's) HTTP metrics, then the pipeline's."""
+    """Prometheus text: HTTP metrics (of every gunicorn worker), then the pipeline's."""
     if settings.PROMETHEUS_MULTIPROC_DIR:
         from prometheus_client import multiprocess
 

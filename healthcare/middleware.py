@@ -42,7 +42,10 @@ class RequestIdMiddleware:
             elapsed = time.perf_counter() - started
             route = _route(request)
             metrics.observe_request(
-                method=request.method, route=route, status=response.status_code, seconds=elapsed
+                method=request.method,
+                route=route,
+                status=response.status_code,
+                seconds=elapsed,
             )
             logger.log(
                 logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
@@ -51,7 +54,10 @@ class RequestIdMiddleware:
                 request.path,
                 response.status_code,
                 elapsed * 1000,
-                extra={"status": response.status_code, "duration_ms": round(elapsed * 1000, 1)},
+                extra={
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
             )
         response[HEADER] = request_id
         return response

@@ -54,11 +54,16 @@ def pipeline_figures(*, now: datetime | None = None) -> PipelineFigures:
         oldest=Min("created_at"),
         failing=Count("pk", filter=Q(attempts__gt=0)),
     )
-    published = OutboxEvent.objects.filter(published_at__gte=now - timedelta(hours=1)).aggregate(
-        hour=Count("pk"), minute=Count("pk", filter=Q(published_at__gte=now - timedelta(minutes=1)))
+    published = OutboxEvent.objects.filter(
+        published_at__gte=now - timedelta(hours=1)
+    ).aggregate(
+        hour=Count("pk"),
+        minute=Count("pk", filter=Q(published_at__gte=now - timedelta(minutes=1))),
     )
     attempts = OutboxEvent.objects.aggregate(total=Sum("attempts"))["total"] or 0
-    inbox = ProcessedEvent.objects.aggregate(count=Count("pk"), last=Max("processed_at"))
+    inbox = ProcessedEvent.objects.aggregate(
+        count=Count("pk"), last=Max("processed_at")
+    )
     unconsumed = (
         OutboxEvent.objects.filter(published_at__gte=now - timedelta(hours=1))
         .exclude(event_id__in=ProcessedEvent.objects.values("event_id"))
@@ -80,7 +85,7 @@ def pipeline_figures(*, now: datetime | None = None) -> PipelineFigures:
 
 
 def end_to_end_delay(*, now: datetime) -> dict[str, float]:
-    """Seconds from outbox commit to inbox commit for events published in the last minutes.
+    """Seconds from outbox commit to inbox commit, for events published lately.
 
     Answers the median, p95, p99 and max; empty when nothing went through lately.
     """
@@ -94,7 +99,9 @@ def end_to_end_delay(*, now: datetime) -> dict[str, float]:
         .order_by("-published_at")
         .values_list("created_at", "processed_at")[:DELAY_SAMPLE]
     )
-    delays = sorted(max(0.0, (done - created).total_seconds()) for created, done in pairs)
+    delays = sorted(
+        max(0.0, (done - created).total_seconds()) for created, done in pairs
+    )
     if not delays:
         return {}
     return {
@@ -135,15 +142,19 @@ class Timeline:
 
 
 def event_timelines(*, search: str = "", limit: int = TIMELINE_SIZE) -> list[Timeline]:
-    """The newest events (or those matching an event or appointment id), each with its path."""
+    """The newest events, or those of one event or appointment id, with their path."""
     events = OutboxEvent.objects.order_by("-seq")
     search = search.strip()
     if search:
-        events = events.filter(Q(aggregateid=search) | Q(event_id=_uuid_or_none(search)))
+        events = events.filter(
+            Q(aggregateid=search) | Q(event_id=_uuid_or_none(search))
+        )
     events = list(events[:limit])
     ids = [e.event_id for e in events]
     consumed = dict(
-        ProcessedEvent.objects.filter(event_id__in=ids).values_list("event_id", "processed_at")
+        ProcessedEvent.objects.filter(event_id__in=ids).values_list(
+            "event_id", "processed_at"
+        )
     )
     notified = {
         row["event_id"]: row
@@ -177,7 +188,7 @@ def failing_events(limit: int = 20):
 
 
 def dead_letter_summary() -> dict:
-    """The dead-letter topic read from the broker (it has no table); the error when unreachable."""
+    """The dead-letter topic, read from the broker (no table holds dead letters)."""
     topic = settings.CONSUMER["DLQ_TOPIC"]
     try:
         found = ops.dead_letters(topic=topic, limit=20, timeout=3)

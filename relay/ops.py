@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_INVALID,
+    Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 
@@ -35,7 +35,7 @@ class OpsError(Exception):
 
 
 def render_table(headers: list[str], rows: Iterable[Iterable]) -> str:
-    """Align columns the way the Kafka CLI tools do: a header line, then one line per row."""
+    """Align columns as the Kafka CLI tools do: a header line, then one per row."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
@@ -54,7 +54,9 @@ def _cell(value) -> str:
 # -- lag arithmetic ---------------------------------------------------------
 
 
-def partition_lag(*, committed: int | None, end: int | None, start: int = 0) -> int | None:
+def partition_lag(
+    *, committed: int | None, end: int | None, start: int = 0
+) -> int | None:
     """Records a group has still to read in one partition.
 
     ``committed`` is the group's committed offset (the next record it will read),
@@ -144,7 +146,9 @@ def watermarks(
         consumer.assign(
             [
                 TopicPartition(
-                    tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                    tp.topic,
+                    tp.partition,
+                    tp.offset if tp.offset >= 0 else OFFSET_BEGINNING,
                 )
                 for tp in partitions
             ]
@@ -179,7 +183,9 @@ def watermarks(
 
 def project_topics() -> list[str]:
     """The topics this project produces to and consumes from, dead letters included."""
-    topics = [settings.OUTBOX["TOPIC_PREFIX"] + t for t in settings.OUTBOX["TOPICS"].values()]
+    topics = [
+        settings.OUTBOX["TOPIC_PREFIX"] + t for t in settings.OUTBOX["TOPICS"].values()
+    ]
     topics += [t for t in settings.CONSUMER["TOPICS"] if t not in topics]
     if settings.CONSUMER["DLQ_TOPIC"] not in topics:
         topics.append(settings.CONSUMER["DLQ_TOPIC"])
@@ -238,7 +244,9 @@ def topic_describe(*, topic: str, timeout: float = 10) -> list[tuple]:
     """(partition, leader, replicas, in-sync replicas, start offset, end offset) rows."""
     meta = _topic_metadata(admin_client(), topic, timeout)
     parts = sorted(meta.partitions.values(), key=lambda p: p.id)
-    marks = watermarks([TopicPartition(topic, p.id, OFFSET_BEGINNING) for p in parts], timeout=timeout)
+    marks = watermarks(
+        [TopicPartition(topic, p.id, OFFSET_BEGINNING) for p in parts], timeout=timeout
+    )
     rows = []
     for p in parts:
         low, high = marks.get((topic, p.id), (None, None))
@@ -301,7 +309,9 @@ def group_describe(*, group: str, timeout: float = 10) -> GroupDescription:
         assigned = m.assignment.topic_partitions if m.assignment else []
         for tp in assigned:
             owners[(tp.topic, tp.partition)] = m
-        members.append((m.member_id, m.client_id, m.host, _describe_partitions(assigned)))
+        members.append(
+            (m.member_id, m.client_id, m.host, _describe_partitions(assigned))
+        )
 
     offsets = {
         (tp.topic, tp.partition): (tp.offset if tp.offset != OFFSET_INVALID else None)
@@ -317,7 +327,10 @@ def group_describe(*, group: str, timeout: float = 10) -> GroupDescription:
         if meta is not None and meta.error is None:
             keys |= {(topic, p) for p in meta.partitions}
     marks = watermarks(
-        [TopicPartition(t, p, offsets.get((t, p)) or OFFSET_BEGINNING) for t, p in keys],
+        [
+            TopicPartition(t, p, offsets.get((t, p)) or OFFSET_BEGINNING)
+            for t, p in keys
+        ],
         timeout=timeout,
     )
     partitions = []
@@ -348,9 +361,13 @@ def _describe_partitions(partitions) -> str:
     by_topic: dict[str, list[int]] = {}
     for tp in partitions:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
-    return " ".join(
-        f"{t}({','.join(map(str, sorted(ps)))})" for t, ps in sorted(by_topic.items())
-    ) or "-"
+    return (
+        " ".join(
+            f"{t}({','.join(map(str, sorted(ps)))})"
+            for t, ps in sorted(by_topic.items())
+        )
+        or "-"
+    )
 
 
 # -- tail ------------------------------------------------------------------------
@@ -403,8 +420,13 @@ class TopicTail:
         parts = sorted(meta.partitions)
         if self.from_beginning:
             return [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts]
-        marks = watermarks([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-        return [TopicPartition(self.topic, p, marks.get((self.topic, p), (0, 0))[1]) for p in parts]
+        marks = watermarks(
+            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts]
+        )
+        return [
+            TopicPartition(self.topic, p, marks.get((self.topic, p), (0, 0))[1])
+            for p in parts
+        ]
 
     def records(self) -> Iterator[Record]:
         consumer = self.consumer or self.open()
@@ -414,7 +436,10 @@ class TopicTail:
             while self.running:
                 if self.max_messages is not None and seen >= self.max_messages:
                     return
-                if self.idle_timeout is not None and time.monotonic() - last_seen > self.idle_timeout:
+                if (
+                    self.idle_timeout is not None
+                    and time.monotonic() - last_seen > self.idle_timeout
+                ):
                     return
                 for msg in consumer.consume(100, timeout=0.2):
                     if msg.error() is not None:
@@ -461,12 +486,12 @@ def dead_letters(*, topic: str, limit: int = 20, timeout: float = 5) -> DeadLett
     meta = _metadata(admin_client(), timeout).topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         return DeadLetters(0, [])
-    parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+    parts = [
+        TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)
+    ]
     marks = watermarks(parts, timeout=timeout)
     total = sum(high - low for low, high in marks.values())
-    wanted = {
-        (topic, p): high for (_, p), (low, high) in marks.items() if high > low
-    }
+    wanted = {(topic, p): high for (_, p), (low, high) in marks.items() if high > low}
     if not wanted:
         return DeadLetters(total, [])
     consumer = reader(**{"enable.partition.eof": False})

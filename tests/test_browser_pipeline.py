@@ -33,7 +33,9 @@ FLAGS = [
 
 @pytest.fixture
 def browser(settings):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and not shutil.which("chromedriver"):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and not shutil.which(
+        "chromedriver"
+    ):
         pytest.skip(
             "no browser here: install Debian's chromium and chromium-driver "
             "(apt-get install -y chromium chromium-driver) to run the admin browser test"
@@ -61,7 +63,15 @@ def text_of(driver, css: str) -> str:
 
 
 def test_staff_sees_the_pipeline_and_republishes_an_event(
-    browser, live_server, broker, topic, start_process, make_user, patient, patient_client, doctor
+    browser,
+    live_server,
+    broker,
+    topic,
+    start_process,
+    make_user,
+    patient,
+    patient_client,
+    doctor,
 ):
     from selenium.webdriver.common.by import By
 
@@ -70,11 +80,15 @@ def test_staff_sees_the_pipeline_and_republishes_an_event(
     consumer = start_process("run_consumer")
     booked = [
         patient_client.post(
-            "/api/appointments", seed_request(doctor, next_weekday(), slot), format="json"
+            "/api/appointments",
+            seed_request(doctor, next_weekday(), slot),
+            format="json",
         ).json()["id"]
         for slot in ("09:00", "09:30")
     ]
-    assert wait_until(lambda: Notification.objects.count() == 4, timeout=40), consumer.output
+    assert wait_until(lambda: Notification.objects.count() == 4, timeout=40), (
+        consumer.output
+    )
     poison = Producer({"bootstrap.servers": broker.address})
     poison.produce(topic, key=b"poison", value=b"not json")
     poison.flush(10)
@@ -103,7 +117,10 @@ def test_staff_sees_the_pipeline_and_republishes_an_event(
     assert text_of(browser, "#figure-failing strong") == "1"
     assert text_of(browser, "#figure-consumed strong") == "2"
     failing_table = text_of(browser, "#failing")
-    assert str(failing_event.event_id) in failing_table and "_MSG_TIMED_OUT" in failing_table
+    assert (
+        str(failing_event.event_id) in failing_table
+        and "_MSG_TIMED_OUT" in failing_table
+    )
     dead = text_of(browser, "#dead-letters")
     assert "1 dead letter(s)" in dead and "InvalidEvent" in dead and f"{topic}[" in dead
 
@@ -120,7 +137,9 @@ def test_staff_sees_the_pipeline_and_republishes_an_event(
     # Republish one event: it goes back to pending, the relay sends it again and the
     # consumer recognises the duplicate.
     first = OutboxEvent.objects.get(aggregateid=booked[0])
-    browser.find_element(By.CSS_SELECTOR, f"input[name=events][value='{first.seq}']").click()
+    browser.find_element(
+        By.CSS_SELECTOR, f"input[name=events][value='{first.seq}']"
+    ).click()
     browser.find_element(By.ID, "republish-selected").click()
     assert "Republished 1 event(s)" in text_of(browser, "ul.messagelist")
     assert "pending" in browser.find_element(By.ID, f"event-{first.event_id}").text
@@ -128,7 +147,8 @@ def test_staff_sees_the_pipeline_and_republishes_an_event(
 
     relay = start_process("run_relay")
     assert wait_until(
-        lambda: OutboxEvent.objects.get(pk=first.pk).published_at is not None, timeout=30
+        lambda: OutboxEvent.objects.get(pk=first.pk).published_at is not None,
+        timeout=30,
     ), relay.output
     browser.refresh()
     row = browser.find_element(By.ID, f"event-{first.event_id}")

@@ -38,7 +38,7 @@ def production(compose) -> dict:
 
 
 def env_names_read_by_settings() -> set[str]:
-    """Variables settings.py reads, plus those gunicorn's config reads for the web service."""
+    """Variables settings.py reads, plus those the gunicorn config reads."""
     text = (ROOT / "healthcare" / "settings.py").read_text()
     gunicorn = (ROOT / "deploy" / "gunicorn.conf.py").read_text()
     return set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', text)) | set(
@@ -49,7 +49,14 @@ def env_names_read_by_settings() -> set[str]:
 def test_compose_has_the_services_and_no_zookeeper(compose):
     services = compose["services"]
     assert set(services) >= {
-        "postgres", "kafka", "migrate", "web", "relay", "consumer", "prometheus", "grafana"
+        "postgres",
+        "kafka",
+        "migrate",
+        "web",
+        "relay",
+        "consumer",
+        "prometheus",
+        "grafana",
     }
     assert not any("zookeeper" in (s.get("image") or "") for s in services.values())
 
@@ -58,16 +65,23 @@ def test_kafka_is_confluent_kraft_reachable_as_the_seed_expects(compose):
     kafka = compose["services"]["kafka"]
     env = kafka["environment"]
     assert kafka["image"].startswith("confluentinc/cp-kafka:")
-    assert kafka["container_name"] == "healthcare-kafka"  # docker exec healthcare-kafka ...
+    assert (
+        kafka["container_name"] == "healthcare-kafka"
+    )  # docker exec healthcare-kafka ...
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert env["CLUSTER_ID"] and "KAFKA_ZOOKEEPER_CONNECT" not in env
-    # localhost:9092 inside the container (the seed's commands), kafka:29092 between containers
+    # localhost:9092 in the container (the seed's commands); kafka:29092 between them
     assert "PLAINTEXT_HOST://0.0.0.0:9092" in env["KAFKA_LISTENERS"]
     assert "PLAINTEXT://kafka:29092" in env["KAFKA_LISTENERS"]
     advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert set(advertised) == {"PLAINTEXT://kafka:29092", "PLAINTEXT_HOST://localhost:9092"}
+    assert set(advertised) == {
+        "PLAINTEXT://kafka:29092",
+        "PLAINTEXT_HOST://localhost:9092",
+    }
     names = {listener.split("://")[0] for listener in env["KAFKA_LISTENERS"].split(",")}
-    mapped = {m.split(":")[0] for m in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")}
+    mapped = {
+        m.split(":")[0] for m in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    }
     assert names <= mapped
     assert "9092:9092" in kafka["ports"]
     assert "localhost:9092" in " ".join(kafka["healthcheck"]["test"])
@@ -81,7 +95,9 @@ def test_app_services_share_kafka_database_and_json_logs(compose):
         assert "@postgres:5432/" in env["DATABASE_URL"], name
         assert env["LOG_FORMAT"] == "json" and env["DJANGO_DEBUG"] == "0", name
         unknown = set(env) - known
-        assert unknown == set(), f"{name}: variables that settings.py never reads: {unknown}"
+        assert unknown == set(), (
+            f"{name}: variables that settings.py never reads: {unknown}"
+        )
 
 
 def test_app_services_wait_for_healthy_database_broker_and_migrations(compose):
@@ -112,7 +128,11 @@ def test_commands_run_gunicorn_relay_and_consumer(compose):
     assert "healthcare.wsgi:application" in services["web"]["command"]
     assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
     assert services["relay"]["command"][:3] == ["python", "manage.py", "run_relay"]
-    assert services["consumer"]["command"][:3] == ["python", "manage.py", "run_consumer"]
+    assert services["consumer"]["command"][:3] == [
+        "python",
+        "manage.py",
+        "run_consumer",
+    ]
     assert (ROOT / "deploy" / "gunicorn.conf.py").exists()
 
 
@@ -157,7 +177,9 @@ def test_grafana_dashboard_queries_metrics_the_web_app_exports(client, compose):
     for name in names:
         assert f"\n{name}" in exported or f"# TYPE {name} " in exported, name
     provisioning = ROOT / "deploy/grafana/provisioning"
-    datasource = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())
+    datasource = yaml.safe_load(
+        (provisioning / "datasources/prometheus.yml").read_text()
+    )
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
     grafana = compose["services"]["grafana"]
     assert any(v.startswith("./deploy/grafana/dashboards:") for v in grafana["volumes"])
@@ -182,10 +204,17 @@ def test_production_overlay_runs_three_brokers_rf3_min_isr2(production):
         env = services[name]["environment"]
         assert env["KAFKA_BROKERS"] == "kafka:29092,kafka2:29092,kafka3:29092", name
         assert env["KAFKA_REPLICATION_FACTOR"] == "3", name
-        assert env["DJANGO_SECURE_SSL_REDIRECT"] == "1" and env["DJANGO_SECURE_COOKIES"] == "1"
-        assert ":?" in env["DJANGO_SECRET_KEY"], "production must require a real secret key"
+        assert (
+            env["DJANGO_SECURE_SSL_REDIRECT"] == "1"
+            and env["DJANGO_SECURE_COOKIES"] == "1"
+        )
+        assert ":?" in env["DJANGO_SECRET_KEY"], (
+            "production must require a real secret key"
+        )
         for broker in ("kafka", "kafka2", "kafka3"):
-            assert services[name]["depends_on"][broker]["condition"] == "service_healthy"
+            assert (
+                services[name]["depends_on"][broker]["condition"] == "service_healthy"
+            )
         assert set(env) <= env_names_read_by_settings(), name
 
 

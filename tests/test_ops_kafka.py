@@ -11,7 +11,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from relay.ops import partition_lag, render_table
 from tests.conftest import ROOT
 
-
 # -- pure logic ---------------------------------------------------------------
 
 
@@ -67,8 +66,10 @@ def table_rows(text: str, first_header: str) -> list[list[str]]:
     return rows
 
 
-def produce_batches(address: str, topic: str, per_partition: dict[int, int], batches: int = 3):
-    """Produce in several multi-record batches: a broker's ListOffsets shortcut shows then."""
+def produce_batches(
+    address: str, topic: str, per_partition: dict[int, int], batches: int = 3
+):
+    """Produce in several multi-record batches, where a wrong ListOffsets shows."""
     producer = Producer({"bootstrap.servers": address, "linger.ms": 50})
     for b in range(batches):
         for partition, count in per_partition.items():
@@ -100,7 +101,11 @@ def test_topics_create_list_and_describe(broker, proc_env, topic):
     described = kafka_cmd(proc_env, "topics", "describe", topic)
     assert described.returncode == 0, described.stderr
     rows = table_rows(described.stdout, "PARTITION")
-    assert [(r[0], r[4], r[5]) for r in rows] == [("0", "0", "6"), ("1", "0", "3"), ("2", "0", "0")]
+    assert [(r[0], r[4], r[5]) for r in rows] == [
+        ("0", "0", "6"),
+        ("1", "0", "3"),
+        ("2", "0", "0"),
+    ]
 
 
 def test_describe_of_missing_topic_fails_without_creating_it(broker, proc_env):
@@ -116,7 +121,11 @@ def test_groups_describe_shows_committed_end_offsets_and_lag(broker, proc_env, t
     produce_batches(broker.address, topic, {0: 9, 1: 6, 2: 3})
     group = f"group-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(
-        {"bootstrap.servers": broker.address, "group.id": group, "enable.auto.commit": False}
+        {
+            "bootstrap.servers": broker.address,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
     )
     try:
         consumer.commit(
@@ -145,7 +154,9 @@ def test_groups_describe_shows_committed_end_offsets_and_lag(broker, proc_env, t
 
 def test_tail_prints_key_partition_offset_headers_and_value(broker, proc_env, topic):
     produce_batches(broker.address, topic, {1: 3}, batches=1)
-    result = kafka_cmd(proc_env, "tail", topic, "--from-beginning", "--max-messages", "2")
+    result = kafka_cmd(
+        proc_env, "tail", topic, "--from-beginning", "--max-messages", "2"
+    )
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout, "KEY")
     assert [r[:5] for r in rows] == [
@@ -155,7 +166,9 @@ def test_tail_prints_key_partition_offset_headers_and_value(broker, proc_env, to
     assert "Processed a total of 2 messages" in result.stderr
 
 
-def test_tail_without_from_beginning_shows_only_new_records(broker, proc_env, topic, start_process):
+def test_tail_without_from_beginning_shows_only_new_records(
+    broker, proc_env, topic, start_process
+):
     produce_batches(broker.address, topic, {0: 3}, batches=1)
     tail = start_process("kafka", "tail", topic, "--max-messages", "1", name="tail")
     assert tail.wait_for_output("HEADERS", timeout=30), tail.output
@@ -173,6 +186,8 @@ def test_commands_name_the_broker_when_it_is_unreachable(proc_env):
     from tests.broker import Broker
 
     down = Broker()  # a free port with nothing listening
-    result = kafka_cmd({**proc_env, "KAFKA_BROKERS": down.address}, "--timeout", "2", "topics", "list")
+    result = kafka_cmd(
+        {**proc_env, "KAFKA_BROKERS": down.address}, "--timeout", "2", "topics", "list"
+    )
     assert result.returncode == 1
     assert f"cannot reach the broker at {down.address}" in result.stderr

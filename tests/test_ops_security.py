@@ -3,7 +3,6 @@
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -52,9 +51,16 @@ def test_check_deploy_warns_when_https_redirect_is_switched_off():
     ("env", "message"),
     [
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_USERNAME is required"),
-        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL='TLS' is not one of"),
         (
-            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_MECHANISM": "MD5"},
+            {"KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "KAFKA_SECURITY_PROTOCOL='TLS' is not one of",
+        ),
+        (
+            {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_USERNAME": "u",
+                "KAFKA_SASL_MECHANISM": "MD5",
+            },
             "KAFKA_SASL_MECHANISM='MD5' is not one of",
         ),
     ],
@@ -93,13 +99,23 @@ def test_every_client_kind_gets_the_security_settings(settings):
 
 
 def test_plaintext_clients_get_no_sasl_settings(settings):
-    settings.KAFKA = {**settings.KAFKA, "SECURITY_PROTOCOL": "PLAINTEXT", "SSL_CA_LOCATION": ""}
+    settings.KAFKA = {
+        **settings.KAFKA,
+        "SECURITY_PROTOCOL": "PLAINTEXT",
+        "SSL_CA_LOCATION": "",
+    }
     config = kafka.admin_config()
     assert config["security.protocol"] == "PLAINTEXT"
     assert not any(k.startswith(("sasl.", "ssl.")) for k in config)
 
 
-CLIENTS = {"Producer", "Consumer", "AdminClient", "SerializingProducer", "DeserializingConsumer"}
+CLIENTS = {
+    "Producer",
+    "Consumer",
+    "AdminClient",
+    "SerializingProducer",
+    "DeserializingConsumer",
+}
 
 
 def client_constructions():
@@ -111,7 +127,9 @@ def client_constructions():
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
-                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                name = getattr(node.func, "id", None) or getattr(
+                    node.func, "attr", None
+                )
                 if name in CLIENTS:
                     yield f"{rel}:{node.lineno}", node
 
@@ -127,12 +145,23 @@ def builds_config_from_settings(node: ast.Call) -> bool:
         return False
     func = arg.func
     name = getattr(func, "attr", None) or getattr(func, "id", None)
-    return name in {"producer_config", "consumer_config", "admin_config", "common_config"}
+    return name in {
+        "producer_config",
+        "consumer_config",
+        "admin_config",
+        "common_config",
+    }
 
 
 def test_every_kafka_client_in_the_code_is_built_from_the_shared_config():
     found = dict(client_constructions())
-    assert any(p.startswith("relay") for p in found), "the scan must see the relay's clients"
+    assert any(p.startswith("relay") for p in found), (
+        "the scan must see the relay's clients"
+    )
     assert any(p.startswith("notifications") for p in found)
-    unsafe = [where for where, node in found.items() if not builds_config_from_settings(node)]
-    assert unsafe == [], f"clients not built by relay.kafka (no security settings): {unsafe}"
+    unsafe = [
+        where for where, node in found.items() if not builds_config_from_settings(node)
+    ]
+    assert unsafe == [], (
+        f"clients not built by relay.kafka (no security settings): {unsafe}"
+    )

@@ -68,9 +68,13 @@ def test_readyz_answers_503_naming_the_broker_when_it_is_stopped(client, setting
     assert "relay" in body and "consumer" in body  # progress still shown
 
 
-def test_readyz_shows_relay_and_consumer_falling_behind(client, broker, patient, doctor, settings):
+def test_readyz_shows_relay_and_consumer_falling_behind(
+    client, broker, patient, doctor, settings
+):
     settings.HEALTH = {**settings.HEALTH, "MAX_PENDING_AGE_S": 60}
-    appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=_ten())
+    appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=_ten()
+    )
     OutboxEvent.objects.update(created_at=timezone.now() - timedelta(minutes=5))
     body = client.get("/readyz").json()
     assert body["relay"]["ok"] is False
@@ -89,31 +93,44 @@ def test_metrics_exports_exact_pipeline_figures_from_the_database(
 ):
     for slot in ("09:00", "09:30", "10:00"):
         response = patient_client.post(
-            "/api/appointments", seed_request(doctor, next_weekday(), slot), format="json"
+            "/api/appointments",
+            seed_request(doctor, next_weekday(), slot),
+            format="json",
         )
         assert response.status_code == 201, response.content
     now = timezone.now()
     first, second, third = OutboxEvent.objects.order_by("seq")
     OutboxEvent.objects.filter(pk=first.pk).update(
-        created_at=now - timedelta(seconds=30), published_at=now - timedelta(seconds=29),
-        partition=0, offset=0,
+        created_at=now - timedelta(seconds=30),
+        published_at=now - timedelta(seconds=29),
+        partition=0,
+        offset=0,
     )
     OutboxEvent.objects.filter(pk=second.pk).update(
-        created_at=now - timedelta(minutes=10), published_at=now - timedelta(minutes=9),
-        partition=1, offset=0,
+        created_at=now - timedelta(minutes=10),
+        published_at=now - timedelta(minutes=9),
+        partition=1,
+        offset=0,
     )
     OutboxEvent.objects.filter(pk=third.pk).update(
         created_at=now - timedelta(seconds=90), attempts=2, last_error="broker down"
     )
     ProcessedEvent.objects.create(
-        event_id=first.event_id, event_type=first.type, topic=first.topic, partition=0, offset=0
+        event_id=first.event_id,
+        event_type=first.type,
+        topic=first.topic,
+        partition=0,
+        offset=0,
     )
     ProcessedEvent.objects.filter(event_id=first.event_id).update(
         processed_at=now - timedelta(seconds=28)
     )
     Notification.objects.create(
-        recipient=patient, event_id=first.event_id, appointment_id=first.aggregateid,
-        event_type=first.type, message="booked",
+        recipient=patient,
+        event_id=first.event_id,
+        appointment_id=first.aggregateid,
+        event_type=first.type,
+        message="booked",
     )
 
     text = client.get("/metrics").content.decode()
@@ -126,15 +143,20 @@ def test_metrics_exports_exact_pipeline_figures_from_the_database(
     assert metric(text, "healthcare_outbox_failed_attempts") == 2
     assert metric(text, "healthcare_inbox_processed_events") == 1
     assert metric(text, "healthcare_events_published_not_consumed") == 1
-    assert metric(text, "healthcare_pipeline_delay_seconds", 'quantile="0.5"') == pytest.approx(2)
+    assert metric(
+        text, "healthcare_pipeline_delay_seconds", 'quantile="0.5"'
+    ) == pytest.approx(2)
     assert metric(text, "healthcare_notifications") == 1
     assert metric(text, "healthcare_appointments", 'status="booked"') == 3
     assert metric(text, "healthcare_appointments", 'status="cancelled"') == 0
-    assert metric(
-        text,
-        "healthcare_http_requests_total",
-        'method="POST",route="appointments",status="201"',
-    ) >= 3
+    assert (
+        metric(
+            text,
+            "healthcare_http_requests_total",
+            'method="POST",route="appointments",status="201"',
+        )
+        >= 3
+    )
 
 
 def test_request_id_is_echoed_or_created_and_bound_to_logs(client, caplog):
@@ -144,10 +166,15 @@ def test_request_id_is_echoed_or_created_and_bound_to_logs(client, caplog):
         made = client.get("/api/doctors")
         junk = client.get("/api/doctors", HTTP_X_REQUEST_ID="no spaces <allowed>")
     assert given["X-Request-ID"] == "req-123.abc"
-    assert len(made["X-Request-ID"]) == 32 and made["X-Request-ID"] != given["X-Request-ID"]
+    assert (
+        len(made["X-Request-ID"]) == 32
+        and made["X-Request-ID"] != given["X-Request-ID"]
+    )
     assert junk["X-Request-ID"] != "no spaces <allowed>"
 
-    [first, second, third] = [r for r in caplog.records if r.name == "healthcare.access"]
+    [first, second, third] = [
+        r for r in caplog.records if r.name == "healthcare.access"
+    ]
     assert first.request_id == "req-123.abc"
     assert first.getMessage().startswith("GET /api/doctors 401")
     assert "alice" not in first.getMessage()  # the query string is never logged
@@ -166,18 +193,30 @@ def test_log_format_json_writes_one_object_per_line_with_request_id(proc_env):
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
         cwd=ROOT,
-        env={**proc_env, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG", "DJANGO_ALLOWED_HOSTS": "testserver"},
+        env={
+            **proc_env,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "DEBUG",
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+        },
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")
+    ]
     access = [e for e in lines if e["logger"] == "healthcare.access"]
     # production settings: plain HTTP is redirected to HTTPS, except the probes
-    assert [(e["request_id"], e["status"]) for e in access] == [("probe-1", 200), ("probe-2", 301)]
+    assert [(e["request_id"], e["status"]) for e in access] == [
+        ("probe-1", 200),
+        ("probe-2", 301),
+    ]
     assert all(set(e) >= {"time", "level", "logger", "message"} for e in lines)
-    assert all(not line.strip() or line.startswith("{") for line in result.stderr.splitlines())
+    assert all(
+        not line.strip() or line.startswith("{") for line in result.stderr.splitlines()
+    )
 
 
 def test_event_id_bound_with_log_context_reaches_every_line(caplog):

@@ -1,5 +1,3 @@
-import json
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -16,34 +14,57 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout", type=float, default=10, help="Seconds to wait for the broker."
         )
-        sub = parser.add_subparsers(dest="area", required=True, metavar="topics|tail|groups")
+        sub = parser.add_subparsers(
+            dest="area", required=True, metavar="topics|tail|groups"
+        )
 
         topics = sub.add_parser("topics", help="Create, list or describe topics.")
-        topics_sub = topics.add_subparsers(dest="action", required=True, metavar="create|list|describe")
-        create = topics_sub.add_parser("create", help="Create topics (default: the project's).")
-        create.add_argument("topics", nargs="*", help="Topic names (default: the project's topics).")
-        create.add_argument("--partitions", type=int, default=settings.OUTBOX["PARTITIONS"])
-        create.add_argument(
-            "--replication-factor", type=int, default=settings.OUTBOX["REPLICATION_FACTOR"]
+        topics_sub = topics.add_subparsers(
+            dest="action", required=True, metavar="create|list|describe"
+        )
+        create = topics_sub.add_parser(
+            "create", help="Create topics (default: the project's)."
         )
         create.add_argument(
-            "--config", action="append", default=[], metavar="KEY=VALUE",
+            "topics", nargs="*", help="Topic names (default: the project's topics)."
+        )
+        create.add_argument(
+            "--partitions", type=int, default=settings.OUTBOX["PARTITIONS"]
+        )
+        create.add_argument(
+            "--replication-factor",
+            type=int,
+            default=settings.OUTBOX["REPLICATION_FACTOR"],
+        )
+        create.add_argument(
+            "--config",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="Topic configuration, e.g. min.insync.replicas=2 (repeatable).",
         )
         topics_sub.add_parser("list", help="List topics.")
-        describe = topics_sub.add_parser("describe", help="Partitions, replicas and offsets.")
+        describe = topics_sub.add_parser(
+            "describe", help="Partitions, replicas and offsets."
+        )
         describe.add_argument("topic")
 
         tail = sub.add_parser("tail", help="Print records of a topic as they arrive.")
         tail.add_argument("topic")
         tail.add_argument("--from-beginning", action="store_true")
-        tail.add_argument("--max-messages", type=int, help="Stop after this many records.")
         tail.add_argument(
-            "--idle-timeout", type=float, help="Stop after this many seconds without a record."
+            "--max-messages", type=int, help="Stop after this many records."
+        )
+        tail.add_argument(
+            "--idle-timeout",
+            type=float,
+            help="Stop after this many seconds without a record.",
         )
 
         groups = sub.add_parser("groups", help="List or describe consumer groups.")
-        groups_sub = groups.add_subparsers(dest="action", required=True, metavar="list|describe")
+        groups_sub = groups.add_subparsers(
+            dest="action", required=True, metavar="list|describe"
+        )
         groups_sub.add_parser("list", help="List consumer groups.")
         gdescribe = groups_sub.add_parser(
             "describe", help="Members, assignment, committed and end offsets, lag."
@@ -82,10 +103,19 @@ class Command(BaseCommand):
                 ],
             )
         elif action == "list":
-            self.table(["TOPIC", "PARTITIONS", "REPLICATION"], ops.topics_list(timeout=timeout))
+            self.table(
+                ["TOPIC", "PARTITIONS", "REPLICATION"], ops.topics_list(timeout=timeout)
+            )
         else:
             self.table(
-                ["PARTITION", "LEADER", "REPLICAS", "ISR", "START-OFFSET", "END-OFFSET"],
+                [
+                    "PARTITION",
+                    "LEADER",
+                    "REPLICAS",
+                    "ISR",
+                    "START-OFFSET",
+                    "END-OFFSET",
+                ],
                 ops.topic_describe(topic=options["topic"], timeout=timeout),
             )
 
@@ -99,7 +129,9 @@ class Command(BaseCommand):
         )
         tail.install_signal_handlers()
         tail.open()
-        self.stdout.write(f"{'KEY':<36}  {'PARTITION':>9}  {'OFFSET':>8}  HEADERS  VALUE")
+        self.stdout.write(
+            f"{'KEY':<36}  {'PARTITION':>9}  {'OFFSET':>8}  HEADERS  VALUE"
+        )
         count = 0
         for record in tail.records():
             headers = " ".join(f"{k}={v}" for k, v in record.headers.items()) or "-"
@@ -115,14 +147,34 @@ class Command(BaseCommand):
             self.table(["GROUP", "STATE"], ops.groups_list(timeout=timeout))
             return
         d = ops.group_describe(group=options["group"], timeout=timeout)
-        self.stdout.write(f"GROUP {d.group}  STATE {d.state}  MEMBERS {len(d.members)}\n")
+        self.stdout.write(
+            f"GROUP {d.group}  STATE {d.state}  MEMBERS {len(d.members)}\n"
+        )
         if d.members:
             self.table(["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"], d.members)
             self.stdout.write("")
         self.table(
-            ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"],
             [
-                (p.topic, p.partition, p.committed, p.end, p.lag, p.member, p.host, p.client_id)
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG",
+                "CONSUMER-ID",
+                "HOST",
+                "CLIENT-ID",
+            ],
+            [
+                (
+                    p.topic,
+                    p.partition,
+                    p.committed,
+                    p.end,
+                    p.lag,
+                    p.member,
+                    p.host,
+                    p.client_id,
+                )
                 for p in d.partitions
             ],
         )
