@@ -43,6 +43,8 @@ def check_broker() -> dict:
     try:
         brokers = _admin().list_topics(timeout=timeout).brokers
     except KafkaException as exc:
+        with _admins_lock:  # a fresh client next time, not one stuck reconnecting
+            _admins.pop(settings.KAFKA["BROKERS"], None)
         return {
             "ok": False,
             "error": f"broker unreachable at {settings.KAFKA['BROKERS']}: {exc.args[0].str()}",

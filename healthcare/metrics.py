@@ -93,7 +93,7 @@ class PipelineCollector:
         )
         yield _gauge(
             "healthcare_outbox_failed_attempts",
-            "Failed publish attempts recorded on the rows still in the outbox.",
+            "Failed publish attempts of the events still pending.",
             f.failed_attempts,
         )
         yield _gauge(

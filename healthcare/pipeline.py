@@ -53,6 +53,7 @@ def pipeline_figures(*, now: datetime | None = None) -> PipelineFigures:
         count=Count("pk"),
         oldest=Min("created_at"),
         failing=Count("pk", filter=Q(attempts__gt=0)),
+        attempts=Sum("attempts"),
     )
     published = OutboxEvent.objects.filter(
         published_at__gte=now - timedelta(hours=1)
@@ -60,7 +61,6 @@ def pipeline_figures(*, now: datetime | None = None) -> PipelineFigures:
         hour=Count("pk"),
         minute=Count("pk", filter=Q(published_at__gte=now - timedelta(minutes=1))),
     )
-    attempts = OutboxEvent.objects.aggregate(total=Sum("attempts"))["total"] or 0
     inbox = ProcessedEvent.objects.aggregate(
         count=Count("pk"), last=Max("processed_at")
     )
@@ -75,7 +75,7 @@ def pipeline_figures(*, now: datetime | None = None) -> PipelineFigures:
         published_last_minute=published["minute"],
         published_last_hour=published["hour"],
         failing=pending["failing"],
-        failed_attempts=attempts,
+        failed_attempts=pending["attempts"] or 0,
         processed=inbox["count"],
         last_processed_age_s=_age(now, inbox["last"]),
         notifications=Notification.objects.count(),

@@ -187,7 +187,7 @@ def test_commands_name_the_broker_when_it_is_unreachable(proc_env):
 
     down = Broker()  # a free port with nothing listening
     result = kafka_cmd(
-        {**proc_env, "KAFKA_BROKERS": down.address}, "--timeout", "2", "topics", "list"
+        {**proc_env, "KAFKA_BROKERS": down.address}, "topics", "list", "--timeout", "2"
     )
     assert result.returncode == 1
     assert f"cannot reach the broker at {down.address}" in result.stderr

@@ -1,3 +1,5 @@
+import argparse
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -11,7 +13,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
+        # --timeout is accepted after any sub-command, like the Kafka tools' options.
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument(
             "--timeout", type=float, default=10, help="Seconds to wait for the broker."
         )
         sub = parser.add_subparsers(
@@ -23,7 +27,7 @@ class Command(BaseCommand):
             dest="action", required=True, metavar="create|list|describe"
         )
         create = topics_sub.add_parser(
-            "create", help="Create topics (default: the project's)."
+            "create", help="Create topics (default: the project's).", parents=[common]
         )
         create.add_argument(
             "topics", nargs="*", help="Topic names (default: the project's topics)."
@@ -43,13 +47,15 @@ class Command(BaseCommand):
             metavar="KEY=VALUE",
             help="Topic configuration, e.g. min.insync.replicas=2 (repeatable).",
         )
-        topics_sub.add_parser("list", help="List topics.")
+        topics_sub.add_parser("list", help="List topics.", parents=[common])
         describe = topics_sub.add_parser(
-            "describe", help="Partitions, replicas and offsets."
+            "describe", help="Partitions, replicas and offsets.", parents=[common]
         )
         describe.add_argument("topic")
 
-        tail = sub.add_parser("tail", help="Print records of a topic as they arrive.")
+        tail = sub.add_parser(
+            "tail", help="Print records of a topic as they arrive.", parents=[common]
+        )
         tail.add_argument("topic")
         tail.add_argument("--from-beginning", action="store_true")
         tail.add_argument(
@@ -65,9 +71,11 @@ class Command(BaseCommand):
         groups_sub = groups.add_subparsers(
             dest="action", required=True, metavar="list|describe"
         )
-        groups_sub.add_parser("list", help="List consumer groups.")
+        groups_sub.add_parser("list", help="List consumer groups.", parents=[common])
         gdescribe = groups_sub.add_parser(
-            "describe", help="Members, assignment, committed and end offsets, lag."
+            "describe",
+            help="Members, assignment, committed and end offsets, lag.",
+            parents=[common],
         )
         gdescribe.add_argument("group")
 
