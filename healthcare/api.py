@@ -5,6 +5,7 @@ from datetime import datetime, time
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -51,6 +52,7 @@ def exception_handler(exc, context):
     return response
 
 
+@extend_schema_field({"type": "string", "example": "10:00 AM"})
 class TimeSlotField(serializers.Field):
     """A time of day given as ``10:00``, ``10:00:00`` or ``10:00 AM``; rendered ``HH:MM``."""
 

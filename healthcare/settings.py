@@ -234,3 +234,42 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
+
+# -- Operations: request ids, metrics, health, static files, production security ----
+# Request ids first, so every response (redirects included) carries one; WhiteNoise
+# right after SecurityMiddleware serves the admin's static files under gunicorn.
+MIDDLEWARE.insert(0, "healthcare.middleware.RequestIdMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
+TEMPLATES[0]["DIRS"].append(BASE_DIR / "healthcare" / "templates")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # filled by collectstatic in the image
+LOGGING["filters"] = {"context": {"()": "healthcare.logging.ContextFilter"}}
+LOGGING["handlers"]["console"]["filters"] = ["context"]
+LOGGING["formatters"]["text"] = {"()": "healthcare.logging.TextFormatter"}
+
+# Set under gunicorn with several workers, so /metrics adds up every worker's counters.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+HEALTH = {
+    "BROKER_TIMEOUT_S": env_int("HEALTH_BROKER_TIMEOUT_MS", 2000, minimum=100) / 1000,
+    # /readyz flags the relay or consumer when they are this far behind.
+    "MAX_PENDING_AGE_S": env_int("HEALTH_MAX_PENDING_AGE_S", 60, minimum=1),
+}
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    # Only behind a proxy that sets X-Forwarded-Proto itself and strips the client's.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    # Production: HTTPS only. Probes and Prometheus talk plain HTTP inside the network.
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$", r"^metrics/?$"]
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from appointments.api import AppointmentDetailApi, AppointmentListCreateApi, DoctorListApi
+from healthcare import health, metrics, pipeline
 from notifications.api import NotificationListApi
 
 
@@ -25,5 +26,10 @@ urlpatterns = [
     api("notifications", NotificationListApi.as_view(), "notifications"),
     api("schema", SpectacularAPIView.as_view(), "schema"),
     api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
+    # Operations: probes and metrics answer with or without a trailing slash.
+    re_path(r"^healthz/?$", health.healthz, name="healthz"),
+    re_path(r"^readyz/?$", health.readyz, name="readyz"),
+    re_path(r"^metrics/?$", metrics.metrics_view, name="metrics"),
+    path("admin/pipeline/", admin.site.admin_view(pipeline.pipeline_view), name="admin-pipeline"),
     path("admin/", admin.site.urls),
 ]

@@ -188,3 +188,9 @@ def client_for(user) -> APIClient:
 @pytest.fixture
 def patient_client(patient):
     return client_for(patient)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def plain_http_in_tests():
+    """Tests run with DJANGO_DEBUG=0 (production settings) but speak plain HTTP."""
+    django_settings.SECURE_SSL_REDIRECT = False

@@ -1,0 +1,101 @@
+"""Liveness and readiness: /healthz (the process answers) and /readyz (it can work).
+
+Ready means the database answers and the broker is reachable; the answer names
+what is not. The relay's and the consumer's progress (from the database) is shown
+too, as information: the web app serves bookings while they lag.
+"""
+
+import threading
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+
+from relay import kafka
+
+_admins: dict[str, AdminClient] = {}
+_admins_lock = threading.Lock()
+
+
+def _admin() -> AdminClient:
+    """One admin client per broker list, reused across probes (it keeps connections)."""
+    brokers = settings.KAFKA["BROKERS"]
+    with _admins_lock:
+        if brokers not in _admins:
+            _admins[brokers] = AdminClient(kafka.admin_config())
+        return _admins[brokers]
+
+
+def check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True}
+    except DatabaseError as exc:
+        return {"ok": False, "error": f"database unreachable: {exc}".strip()}
+
+
+def check_broker() -> dict:
+    timeout = settings.HEALTH["BROKER_TIMEOUT_S"]
+    try:
+        brokers = _admin().list_topics(timeout=timeout).brokers
+    except KafkaException as exc:
+        with _admins_lock:  # a fresh client next time, not one stuck reconnecting
+            _admins.pop(settings.KAFKA["BROKERS"], None)
+        return {
+            "ok": False,
+            "error": f"broker unreachable at {settings.KAFKA['BROKERS']}: {exc.args[0].str()}",
+        }
+    return {"ok": True, "brokers": len(brokers)}
+
+
+def pipeline_health() -> dict:
+    """How far behind the relay and the consumer are, from the database."""
+    from healthcare.pipeline import pipeline_figures
+
+    f = pipeline_figures()
+    limit = settings.HEALTH["MAX_PENDING_AGE_S"]
+    oldest = f.oldest_pending_age_s
+    return {
+        "relay": {
+            "ok": oldest is None or oldest <= limit,
+            "pending_events": f.pending,
+            "oldest_pending_age_seconds": None if oldest is None else round(oldest, 3),
+            "failing_events": f.failing,
+        },
+        "consumer": {
+            "ok": f.published_not_consumed_last_hour == 0
+            or (f.last_processed_age_s is not None and f.last_processed_age_s <= limit),
+            "published_not_consumed_last_hour": f.published_not_consumed_last_hour,
+            "last_processed_age_seconds": None
+            if f.last_processed_age_s is None
+            else round(f.last_processed_age_s, 3),
+        },
+    }
+
+
+@never_cache
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+def readyz(request):
+    checks = {"database": check_database(), "broker": check_broker()}
+    progress = {}
+    if checks["database"]["ok"]:
+        try:
+            progress = pipeline_health()
+        except DatabaseError as exc:
+            checks["database"] = {"ok": False, "error": f"database unreachable: {exc}"}
+    ready = all(c["ok"] for c in checks.values())
+    body = {
+        "status": "ready" if ready else "not ready",
+        "reasons": [c["error"] for c in checks.values() if not c["ok"]],
+        "checks": checks,
+        **progress,
+    }
+    return JsonResponse(body, status=200 if ready else 503)
