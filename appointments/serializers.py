@@ -1,13 +1,48 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
-from appointments.models import Appointment, Doctor
+from appointments.models import Appointment, Doctor, WorkingHours
 from healthcare.api import TimeSlotField
+
+# -- doctors ---------------------------------------------------------------------
+
+
+class WorkingHoursOutput(serializers.ModelSerializer):
+    weekdayName = serializers.CharField(source="get_weekday_display")
+    start = TimeSlotField()
+    end = TimeSlotField()
+
+    class Meta:
+        model = WorkingHours
+        fields = ["weekday", "weekdayName", "start", "end"]
 
 
 class DoctorOutput(serializers.ModelSerializer):
+    slotMinutes = serializers.IntegerField(source="slot_minutes")
+    workingHours = WorkingHoursOutput(source="working_hours", many=True)
+
     class Meta:
         model = Doctor
-        fields = ["id", "name", "specialty"]
+        fields = ["id", "name", "specialty", "slotMinutes", "workingHours"]
+
+
+class DoctorFilterInput(serializers.Serializer):
+    specialty = serializers.CharField(required=False, max_length=120, help_text="Exact, any case.")
+
+
+class SlotsQueryInput(serializers.Serializer):
+    date = serializers.DateField(input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
+
+
+class SlotsOutput(serializers.Serializer):
+    doctorId = serializers.IntegerField()
+    date = serializers.DateField()
+    slotMinutes = serializers.IntegerField()
+    slots = serializers.ListField(child=TimeSlotField(), help_text="Free slot starts, HH:MM.")
+
+
+# -- appointments ------------------------------------------------------------------
 
 
 class AppointmentOutput(serializers.ModelSerializer):
@@ -34,9 +69,21 @@ class AppointmentOutput(serializers.ModelSerializer):
         ]
 
 
+class AppointmentFilterInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Appointment.Status.choices, required=False)
+    dateFrom = serializers.DateField(input_formats=["%Y-%m-%d"], required=False)
+    dateTo = serializers.DateField(input_formats=["%Y-%m-%d"], required=False)
+    doctorId = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    def validate(self, attrs):
+        if attrs.get("dateFrom") and attrs.get("dateTo") and attrs["dateFrom"] > attrs["dateTo"]:
+            raise serializers.ValidationError({"dateTo": "dateTo is before dateFrom."})
+        return attrs
+
+
 class AppointmentBookInput(serializers.Serializer):
     doctorId = serializers.PrimaryKeyRelatedField(
-        queryset=Doctor.objects.all(),
+        queryset=Doctor.objects.prefetch_related("working_hours"),
         error_messages={
             "does_not_exist": "No doctor with id {pk_value}.",
             "incorrect_type": "A doctor id is a number, not {data_type}.",
@@ -54,3 +101,38 @@ class AppointmentBookInput(serializers.Serializer):
                 {"doctorName": f"Doctor {attrs['doctorId'].id} is not named {name!r}."}
             )
         return attrs
+
+
+class AppointmentRescheduleInput(serializers.Serializer):
+    date = serializers.DateField(input_formats=["%Y-%m-%d"])
+    timeSlot = TimeSlotField()
+
+
+# -- patients ----------------------------------------------------------------------
+
+
+class RegisterInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    email = serializers.EmailField(max_length=254)
+    firstName = serializers.CharField(required=False, allow_blank=True, max_length=150, default="")
+    lastName = serializers.CharField(required=False, allow_blank=True, max_length=150, default="")
+
+
+class UserOutput(serializers.ModelSerializer):
+    firstName = serializers.CharField(source="first_name")
+    lastName = serializers.CharField(source="last_name")
+
+    class Meta:
+        model = get_user_model()
+        fields = ["id", "username", "email", "firstName", "lastName"]
+
+
+class TokenPairOutput(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class TokenRefreshOutput(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField(required=False, help_text="When refresh tokens rotate.")

@@ -3,11 +3,14 @@
 import logging
 from datetime import datetime, time
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from healthcare.errors import ApplicationError
@@ -51,6 +54,13 @@ def exception_handler(exc, context):
     return response
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^\s*[0-9]{1,2}(:[0-5][0-9]){0,2}\s*([AaPp][Mm])?\s*$",
+        "example": "10:00",
+    }
+)
 class TimeSlotField(serializers.Field):
     """A time of day given as ``10:00``, ``10:00:00`` or ``10:00 AM``; rendered ``HH:MM``."""
 
@@ -77,3 +87,68 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "pageSize"
     max_page_size = 500
+
+
+def paginated_response(request, view, queryset, serializer_class) -> Response:
+    """One page of ``queryset`` rendered with ``serializer_class`` (for APIView lists)."""
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+# -- errors in the schema, and for URLs no view matches ------------------------------
+
+
+class ErrorOutput(serializers.Serializer):
+    """Every 4xx answer: a message, and for invalid input the messages per field."""
+
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+    status = serializers.CharField(
+        required=False, help_text="The current state, on a 409 from a state change."
+    )
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input; `errors` names each field.",
+    401: "No valid token.",
+    403: "Not allowed for this role.",
+    404: "Not found, or not yours.",
+    409: "Conflicts with the current state (a taken slot, a finished appointment).",
+    429: "Too many requests; retry after the Retry-After header.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """Schema entries for the error answers an endpoint can give."""
+    return {code: OpenApiResponse(ErrorOutput, description=ERROR_DESCRIPTIONS[code]) for code in codes}
+
+
+def not_found(request, exception=None):
+    """A JSON 404 for any URL that matches no view (API clients never see HTML)."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def query_params(serializer_class, request) -> dict:
+    """Validate a request's query string with a serializer; bad values answer 400."""
+    data = serializer_class(data=request.query_params)
+    data.is_valid(raise_exception=True)
+    return data.validated_data
+
+
+# -- throttling --------------------------------------------------------------------
+
+
+class AuthRateThrottle(SimpleRateThrottle):
+    """Limit the auth endpoints per client address (settings.AUTH_THROTTLE_RATE)."""
+
+    scope = "auth"
+
+    def get_rate(self) -> str:
+        # Read at request time (not import time) so that a changed setting applies.
+        return settings.AUTH_THROTTLE_RATE
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -19,3 +19,7 @@ class NotFound(ApplicationError):
 
 class Conflict(ApplicationError):
     status = 409
+
+
+class Forbidden(ApplicationError):
+    status = 403

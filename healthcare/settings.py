@@ -5,6 +5,7 @@ malformed value stops start-up with a message naming the variable.
 """
 
 import hashlib
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -234,3 +235,15 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
+
+# Appointments: booking rules and API limits.
+BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 365, minimum=1)
+# Requests per client address to the auth endpoints (register, token, refresh).
+AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/minute")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUTH_THROTTLE_RATE):
+    raise ImproperlyConfigured(
+        f"AUTH_THROTTLE_RATE={AUTH_THROTTLE_RATE!r} is not a rate like 20/minute."
+    )
+# Bench-only (bench/api.py): skip the outbox write to measure what it costs. Never set
+# it anywhere else: with it, appointment changes publish no events.
+OUTBOX_BENCH_DISABLE = env_bool("OUTBOX_BENCH_DISABLE", False)

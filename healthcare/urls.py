@@ -1,10 +1,25 @@
 from django.contrib import admin
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from appointments.api import AppointmentDetailApi, AppointmentListCreateApi, DoctorListApi
-from notifications.api import NotificationListApi
+from appointments.api import (
+    AppointmentCancelApi,
+    AppointmentCompleteApi,
+    AppointmentDetailApi,
+    AppointmentListCreateApi,
+    AppointmentNoShowApi,
+    AppointmentRescheduleApi,
+    DoctorDetailApi,
+    DoctorListApi,
+    DoctorSlotsApi,
+    RegisterApi,
+    TokenApi,
+    TokenRefreshApi,
+)
+from notifications.api import NotificationListApi, NotificationReadApi, NotificationUnreadCountApi
+
+UUID = r"(?P<pk>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
+INT = r"(?P<pk>[0-9]{1,18})"
 
 
 def api(route: str, view, name: str):
@@ -13,17 +28,32 @@ def api(route: str, view, name: str):
 
 
 urlpatterns = [
-    api("auth/token", TokenObtainPairView.as_view(), "token"),
-    api("auth/token/refresh", TokenRefreshView.as_view(), "token-refresh"),
+    api("auth/register", RegisterApi.as_view(), "register"),
+    api("auth/token", TokenApi.as_view(), "token"),
+    api("auth/token/refresh", TokenRefreshApi.as_view(), "token-refresh"),
     api("doctors", DoctorListApi.as_view(), "doctors"),
+    api(f"doctors/{INT}", DoctorDetailApi.as_view(), "doctor-detail"),
+    api(f"doctors/{INT}/slots", DoctorSlotsApi.as_view(), "doctor-slots"),
     api("appointments", AppointmentListCreateApi.as_view(), "appointments"),
+    api(f"appointments/{UUID}", AppointmentDetailApi.as_view(), "appointment-detail"),
+    api(f"appointments/{UUID}/cancel", AppointmentCancelApi.as_view(), "appointment-cancel"),
     api(
-        r"appointments/(?P<pk>[0-9a-fA-F-]{36})",
-        AppointmentDetailApi.as_view(),
-        "appointment-detail",
+        f"appointments/{UUID}/reschedule",
+        AppointmentRescheduleApi.as_view(),
+        "appointment-reschedule",
     ),
+    api(f"appointments/{UUID}/complete", AppointmentCompleteApi.as_view(), "appointment-complete"),
+    api(f"appointments/{UUID}/no-show", AppointmentNoShowApi.as_view(), "appointment-no-show"),
     api("notifications", NotificationListApi.as_view(), "notifications"),
+    api(
+        "notifications/unread-count",
+        NotificationUnreadCountApi.as_view(),
+        "notifications-unread-count",
+    ),
+    api(f"notifications/{INT}/read", NotificationReadApi.as_view(), "notification-read"),
     api("schema", SpectacularAPIView.as_view(), "schema"),
     api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "healthcare.api.not_found"

@@ -1,11 +1,16 @@
+from datetime import time
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from appointments.models import Doctor
+from appointments.models import Doctor, Weekday
+from appointments.services import doctor_set_working_hours
 
 DEMO_PASSWORD = "healthcare-demo"
+# The demo doctor's week: Monday to Friday, 09:00 to 17:00, 30-minute slots.
+DEMO_HOURS = {"weekdays": range(Weekday.MONDAY, Weekday.FRIDAY + 1), "start": time(9), "end": time(17)}
 
 
 class Command(BaseCommand):
@@ -32,6 +37,11 @@ class Command(BaseCommand):
         doctor, created = Doctor.objects.get_or_create(
             user=users["dr-smith"], defaults={"name": "Dr. Smith", "specialty": "General practice"}
         )
+        if doctor.slot_minutes != 30:
+            doctor.slot_minutes = 30
+            doctor.save(update_fields=["slot_minutes"])
+        doctor_set_working_hours(doctor=doctor, **DEMO_HOURS)
         self.stdout.write(
-            f"demo doctor {doctor.name!r} id={doctor.id} ({'created' if created else 'exists'})"
+            f"demo doctor {doctor.name!r} id={doctor.id} ({'created' if created else 'exists'}): "
+            "Monday-Friday 09:00-17:00, 30-minute slots"
         )
