@@ -93,7 +93,7 @@ class DoctorListApi(APIView):
     @extend_schema(
         operation_id="doctors_list",
         parameters=[DoctorFilterInput],
-        responses={200: DoctorOutput(many=True)} | error_responses(400, 401),
+        responses={200: DoctorOutput(many=True)} | error_responses(400, 401, 404),
     )
     def get(self, request):
         """Doctors with their working hours, optionally of one specialty."""
@@ -137,7 +137,7 @@ class AppointmentListCreateApi(APIView):
     @extend_schema(
         operation_id="appointments_list",
         parameters=[AppointmentFilterInput],
-        responses={200: AppointmentOutput(many=True)} | error_responses(400, 401),
+        responses={200: AppointmentOutput(many=True)} | error_responses(400, 401, 404),
     )
     def get(self, request):
         """Appointments the caller may see: their own, a doctor's schedule, all for staff."""

@@ -115,7 +115,7 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input; `errors` names each field.",
     401: "No valid token.",
     403: "Not allowed for this role.",
-    404: "Not found, or not yours.",
+    404: "Not found, not yours, or a page past the end.",
     409: "Conflicts with the current state (a taken slot, a finished appointment).",
     429: "Too many requests; retry after the Retry-After header.",
 }

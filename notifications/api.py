@@ -29,7 +29,7 @@ class NotificationListApi(APIView):
     @extend_schema(
         operation_id="notifications_list",
         parameters=[NotificationFilterInput],
-        responses={200: NotificationOutput(many=True)} | error_responses(400, 401),
+        responses={200: NotificationOutput(many=True)} | error_responses(400, 401, 404),
     )
     def get(self, request):
         """The caller's notifications, newest first."""
