@@ -2,7 +2,7 @@
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status
+from rest_framework import generics, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,7 +26,6 @@ from appointments.serializers import (
 from healthcare.api import (
     AuthRateThrottle,
     error_responses,
-    paginated_response,
     query_params,
 )
 
@@ -89,17 +88,21 @@ DOCTOR_ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
 
 
 
-class DoctorListApi(APIView):
+class DoctorListApi(generics.ListAPIView):
+    serializer_class = DoctorOutput
+
     @extend_schema(
         operation_id="doctors_list",
         parameters=[DoctorFilterInput],
         responses={200: DoctorOutput(many=True)} | error_responses(400, 401, 404),
     )
-    def get(self, request):
+    def get(self, request, *args, **kwargs):
         """Doctors with their working hours, optionally of one specialty."""
-        filters = query_params(DoctorFilterInput, request)
-        doctors = selectors.doctor_list(specialty=filters.get("specialty", ""))
-        return paginated_response(request, self, doctors, DoctorOutput)
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        filters = query_params(DoctorFilterInput, self.request)
+        return selectors.doctor_list(specialty=filters.get("specialty", ""))
 
 
 class DoctorDetailApi(APIView):
@@ -133,23 +136,27 @@ class DoctorSlotsApi(APIView):
 # -- appointments --------------------------------------------------------------------
 
 
-class AppointmentListCreateApi(APIView):
+class AppointmentListCreateApi(generics.ListAPIView):
+    serializer_class = AppointmentOutput
+
     @extend_schema(
         operation_id="appointments_list",
         parameters=[AppointmentFilterInput],
         responses={200: AppointmentOutput(many=True)} | error_responses(400, 401, 404),
     )
-    def get(self, request):
+    def get(self, request, *args, **kwargs):
         """Appointments the caller may see: their own, a doctor's schedule, all for staff."""
-        filters = query_params(AppointmentFilterInput, request)
-        appointments = selectors.appointment_list(
-            user=request.user,
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        filters = query_params(AppointmentFilterInput, self.request)
+        return selectors.appointment_list(
+            user=self.request.user,
             status=filters.get("status", ""),
             date_from=filters.get("dateFrom"),
             date_to=filters.get("dateTo"),
             doctor_id=filters.get("doctorId"),
         )
-        return paginated_response(request, self, appointments, AppointmentOutput)
 
     @extend_schema(
         operation_id="appointments_create",

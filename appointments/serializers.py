@@ -1,5 +1,6 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from appointments.models import Appointment, Doctor, WorkingHours
@@ -28,7 +29,9 @@ class DoctorOutput(serializers.ModelSerializer):
 
 
 class DoctorFilterInput(serializers.Serializer):
-    specialty = serializers.CharField(required=False, max_length=120, help_text="Exact, any case.")
+    specialty = serializers.CharField(
+        required=False, allow_blank=True, max_length=120, help_text="Exact, any case."
+    )
 
 
 class SlotsQueryInput(serializers.Serializer):
@@ -81,8 +84,22 @@ class AppointmentFilterInput(serializers.Serializer):
         return attrs
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]+$"}], "example": 1}
+)
+class DoctorIdField(serializers.PrimaryKeyRelatedField):
+    """A doctor's id, as a number or a string of digits (the seed's client sends "1")."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not (
+            isinstance(data, int) or (isinstance(data, str) and data.isdigit())
+        ):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class AppointmentBookInput(serializers.Serializer):
-    doctorId = serializers.PrimaryKeyRelatedField(
+    doctorId = DoctorIdField(
         queryset=Doctor.objects.prefetch_related("working_hours"),
         error_messages={
             "does_not_exist": "No doctor with id {pk_value}.",

@@ -1,6 +1,7 @@
 """API plumbing shared by every app: one exception handler, shared fields."""
 
 import logging
+import re
 from datetime import datetime, time
 
 from django.conf import settings
@@ -54,13 +55,10 @@ def exception_handler(exc, context):
     return response
 
 
-@extend_schema_field(
-    {
-        "type": "string",
-        "pattern": r"^\s*[0-9]{1,2}(:[0-5][0-9]){0,2}\s*([AaPp][Mm])?\s*$",
-        "example": "10:00",
-    }
-)
+TIME_PATTERN = r"^\s*[0-9]{1,2}(:[0-5][0-9]){0,2}\s*([AaPp][Mm])?\s*$"
+
+
+@extend_schema_field({"type": "string", "pattern": TIME_PATTERN, "example": "10:00"})
 class TimeSlotField(serializers.Field):
     """A time of day given as ``10:00``, ``10:00:00`` or ``10:00 AM``; rendered ``HH:MM``."""
 
@@ -70,7 +68,7 @@ class TimeSlotField(serializers.Field):
     }
 
     def to_internal_value(self, data) -> time:
-        if isinstance(data, str):
+        if isinstance(data, str) and re.fullmatch(TIME_PATTERN, data):
             text = data.strip().upper()
             for fmt in self.FORMATS:
                 try:
@@ -88,12 +86,14 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "pageSize"
     max_page_size = 500
 
-
-def paginated_response(request, view, queryset, serializer_class) -> Response:
-    """One page of ``queryset`` rendered with ``serializer_class`` (for APIView lists)."""
-    paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+    def get_page_size(self, request) -> int:
+        """``pageSize`` if given (at most 500); anything but a positive integer is a 400."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or int(raw) < 1:
+            raise exceptions.ValidationError({"pageSize": ["A positive whole number is required."]})
+        return min(int(raw), self.max_page_size)
 
 
 # -- errors in the schema, and for URLs no view matches ------------------------------
@@ -133,7 +133,8 @@ def not_found(request, exception=None):
 
 def query_params(serializer_class, request) -> dict:
     """Validate a request's query string with a serializer; bad values answer 400."""
-    data = serializer_class(data=request.query_params)
+    # A plain dict, not the QueryDict: an empty value is then invalid, not "absent".
+    data = serializer_class(data=request.query_params.dict())
     data.is_valid(raise_exception=True)
     return data.validated_data
 

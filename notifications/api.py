@@ -2,10 +2,11 @@
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from healthcare.api import error_responses, paginated_response, query_params
+from healthcare.api import error_responses, query_params
 from healthcare.errors import NotFound
 from notifications.models import Notification
 from notifications.serializers import (
@@ -25,21 +26,26 @@ def notification_mark_read(*, user, notification_id: int) -> Notification:
         raise NotFound("No notification with this id.") from None
 
 
-class NotificationListApi(APIView):
+class NotificationListApi(generics.ListAPIView):
+    serializer_class = NotificationOutput
+
     @extend_schema(
         operation_id="notifications_list",
         parameters=[NotificationFilterInput],
         responses={200: NotificationOutput(many=True)} | error_responses(400, 401, 404),
     )
-    def get(self, request):
+    def get(self, request, *args, **kwargs):
         """The caller's notifications, newest first."""
-        unread = query_params(NotificationFilterInput, request)["unread"]
-        notifications = Notification.objects.filter(recipient=request.user).order_by(
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        unread = query_params(NotificationFilterInput, self.request)["unread"]
+        notifications = Notification.objects.filter(recipient=self.request.user).order_by(
             "-created_at", "-id"
         )
         if unread is not None:
             notifications = notifications.filter(read_at__isnull=unread)
-        return paginated_response(request, self, notifications, NotificationOutput)
+        return notifications
 
 
 class NotificationReadApi(APIView):
