@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from appointments.events import (
@@ -112,18 +113,22 @@ def _check_free(
     *, doctor: Doctor, patient, day: date_type, time_slot: time, moving: Appointment | None = None
 ) -> None:
     """Neither the doctor nor the patient has another active appointment at that time."""
-    active = Appointment.objects.active().filter(date=day).select_related("doctor")
+    active = (
+        Appointment.objects.active()
+        .filter(Q(doctor=doctor) | Q(patient=patient), date=day)
+        .select_related("doctor")
+    )
     if moving is not None:
         active = active.exclude(pk=moving.pk)
+    doctor_busy, patient_busy = [], []
+    for other in active:
+        if other.doctor_id == doctor.pk:
+            doctor_busy.append((minutes_of(other.time_slot), doctor.slot_minutes))
+        if other.patient_id == patient.pk:
+            patient_busy.append((minutes_of(other.time_slot), other.doctor.slot_minutes))
     start = minutes_of(time_slot)
-    doctor_busy = [
-        (minutes_of(a.time_slot), doctor.slot_minutes) for a in active.filter(doctor=doctor)
-    ]
     if overlaps(start, doctor.slot_minutes, doctor_busy):
         raise Conflict(SLOT_TAKEN, field="timeSlot")
-    patient_busy = [
-        (minutes_of(a.time_slot), a.doctor.slot_minutes) for a in active.filter(patient=patient)
-    ]
     if overlaps(start, doctor.slot_minutes, patient_busy):
         raise Conflict(PATIENT_BUSY, field="timeSlot")
 

@@ -76,6 +76,7 @@ def test_failed_booking_leaves_no_appointment_and_no_event(patient, other_patien
         ({"doctorId": 999999}, "doctorId", "No doctor with id 999999."),
         ({"doctorId": "abc"}, "doctorId", "A doctor id is a number"),
         ({"doctorId": 1.5}, "doctorId", "A doctor id is a number, not float."),
+        ({"doctorId": "9" * 30}, "doctorId", "No doctor with id 9999"),
         ({"timeSlot": "10:5"}, "timeSlot", "Time has the wrong format"),
         ({"doctorName": "Dr. Who"}, "doctorName", "is not named 'Dr. Who'"),
         ({"reason": "x" * 501}, "reason", "no more than 500 characters"),
