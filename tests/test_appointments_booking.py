@@ -221,3 +221,12 @@ def test_free_slots_follow_bookings(patient, doctor):
     appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(9))
     assert time(9) not in doctor_free_slots(doctor=doctor, day=day)
     assert doctor_free_slots(doctor=doctor, day=timezone.localdate() - timedelta(days=1)) == []
+
+
+def test_bench_only_switch_skips_the_outbox_and_is_flagged_by_a_check(settings, patient, doctor):
+    from django.core.checks import run_checks
+
+    settings.OUTBOX_BENCH_DISABLE = True
+    appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
+    assert not OutboxEvent.objects.exists()
+    assert "appointments.W001" in [m.id for m in run_checks()]
