@@ -1,8 +1,6 @@
 """Appointment events: their types and the data each carries (DESIGN.md section 5)."""
 
-from django.conf import settings
-
-from relay.events import Event, enqueue
+from relay.events import Event
 
 SOURCE = "/healthcare/appointments"
 AGGREGATE_TYPE = "appointment"
@@ -43,14 +41,3 @@ def appointment_event(
         traceparent=traceparent,
     )
 
-
-def appointment_emit(
-    event_type: str, appointment, *, extra: dict | None = None, traceparent: str = ""
-) -> None:
-    """Write the event to the outbox in the caller's transaction.
-
-    OUTBOX_BENCH_DISABLE (bench/api.py only) skips the write to measure its cost.
-    """
-    if settings.OUTBOX_BENCH_DISABLE:
-        return
-    enqueue(appointment_event(event_type, appointment, extra=extra, traceparent=traceparent))

@@ -169,22 +169,20 @@ class Appointment(models.Model):
                 extra={"status": self.status},
             )
 
+    def _require_not_started(self, message: str) -> None:
+        if self.has_started:
+            raise Conflict(message, extra={"status": self.status})
+
     def cancel(self) -> None:
         self._require_booked("cancelled")
-        if self.has_started:
-            raise Conflict(
-                "The appointment has already started; mark it completed or no-show instead.",
-                extra={"status": self.status},
-            )
+        self._require_not_started(
+            "The appointment has already started; mark it completed or no-show instead."
+        )
         self._set_status(self.Status.CANCELLED)
 
     def require_movable(self) -> None:
         self._require_booked("rescheduled")
-        if self.has_started:
-            raise Conflict(
-                "The appointment has already started; it can no longer be moved.",
-                extra={"status": self.status},
-            )
+        self._require_not_started("The appointment has already started; it can no longer be moved.")
 
     def reschedule(self, *, date: date_type, time_slot: time) -> None:
         """Move to a new slot; the old one is free as soon as this row is saved."""

@@ -22,7 +22,7 @@ from appointments.events import (
     APPOINTMENT_COMPLETED,
     APPOINTMENT_NO_SHOW,
     APPOINTMENT_RESCHEDULED,
-    appointment_emit,
+    appointment_event,
 )
 from appointments.models import (
     Appointment,
@@ -33,6 +33,7 @@ from appointments.models import (
     overlaps,
 )
 from healthcare.errors import ApplicationError, Conflict, Forbidden, NotFound
+from relay.events import enqueue
 
 SLOT_TAKEN = "This slot is already booked; choose another one."
 PATIENT_BUSY = "You already have an appointment at that time."
@@ -148,6 +149,16 @@ def _conflict_from(exc: IntegrityError) -> Conflict:
     raise exc
 
 
+def _emit(event_type: str, appointment: Appointment, *, traceparent: str, extra=None) -> None:
+    """Write the event to the outbox in the caller's transaction.
+
+    OUTBOX_BENCH_DISABLE (bench/api.py only) skips the write to measure what it costs.
+    """
+    if settings.OUTBOX_BENCH_DISABLE:
+        return
+    enqueue(appointment_event(event_type, appointment, extra=extra, traceparent=traceparent))
+
+
 # -- use cases -----------------------------------------------------------------------
 
 
@@ -171,7 +182,7 @@ def appointment_book(
             appointment = Appointment.objects.create(
                 patient=patient, doctor=doctor, date=date, time_slot=time_slot, reason=reason
             )
-            appointment_emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
+            _emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     return appointment
@@ -220,7 +231,7 @@ def appointment_reschedule(
                 moving=appointment,
             )
             appointment.reschedule(date=date, time_slot=time_slot)
-            appointment_emit(
+            _emit(
                 APPOINTMENT_RESCHEDULED,
                 appointment,
                 extra=previous | {"rescheduledBy": role},
@@ -237,7 +248,7 @@ def appointment_cancel(*, appointment: Appointment, by, traceparent: str = "") -
     appointment = _locked(appointment)
     role = _role(by, appointment)
     appointment.cancel()
-    appointment_emit(
+    _emit(
         APPOINTMENT_CANCELLED, appointment, extra={"cancelledBy": role}, traceparent=traceparent
     )
     return appointment
@@ -254,7 +265,7 @@ def appointment_complete(*, appointment: Appointment, by, traceparent: str = "")
     appointment = _locked(appointment)
     _require_clinician(_role(by, appointment), "complete")
     appointment.complete()
-    appointment_emit(APPOINTMENT_COMPLETED, appointment, traceparent=traceparent)
+    _emit(APPOINTMENT_COMPLETED, appointment, traceparent=traceparent)
     return appointment
 
 
@@ -266,5 +277,5 @@ def appointment_mark_no_show(
     appointment = _locked(appointment)
     _require_clinician(_role(by, appointment), "mark no-show")
     appointment.mark_no_show()
-    appointment_emit(APPOINTMENT_NO_SHOW, appointment, traceparent=traceparent)
+    _emit(APPOINTMENT_NO_SHOW, appointment, traceparent=traceparent)
     return appointment

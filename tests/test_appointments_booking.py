@@ -230,3 +230,4 @@ def test_bench_only_switch_skips_the_outbox_and_is_flagged_by_a_check(settings, 
     appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
     assert not OutboxEvent.objects.exists()
     assert "appointments.W001" in [m.id for m in run_checks()]
+

@@ -24,6 +24,10 @@ def events_of(appointment) -> list[OutboxEvent]:
     return list(OutboxEvent.objects.filter(aggregateid=str(appointment.id)).order_by("seq"))
 
 
+def reschedule(client, appointment, body: dict):
+    return client.post(f"/api/appointments/{appointment.id}/reschedule", body, format="json")
+
+
 @pytest.fixture
 def booked(patient, doctor):
     return appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
@@ -60,11 +64,7 @@ def test_reschedule_moves_frees_old_slot_and_emits_old_and_new_slot(
     patient_client, other_patient, doctor, booked
 ):
     new_day = next_weekday(days_ahead=14)
-    response = patient_client.post(
-        f"/api/appointments/{booked.id}/reschedule",
-        {"date": new_day.isoformat(), "timeSlot": "2:30 PM"},
-        format="json",
-    )
+    response = reschedule(patient_client, booked, {"date": new_day.isoformat(), "timeSlot": "2:30 PM"})
     assert response.status_code == 200, response.content
     assert (response.json()["date"], response.json()["timeSlot"]) == (new_day.isoformat(), "14:30")
     assert response.json()["status"] == "booked"
@@ -99,11 +99,7 @@ def test_reschedule_to_a_taken_slot_is_409_and_changes_nothing(
     taken = appointment_book(
         patient=other_patient, doctor=doctor, date=booked.date, time_slot=time(11)
     )
-    response = patient_client.post(
-        f"/api/appointments/{booked.id}/reschedule",
-        {"date": taken.date.isoformat(), "timeSlot": "11:00"},
-        format="json",
-    )
+    response = reschedule(patient_client, booked, {"date": taken.date.isoformat(), "timeSlot": "11:00"})
     assert response.status_code == 409
     booked.refresh_from_db()
     assert booked.time_slot == time(10)
@@ -111,26 +107,16 @@ def test_reschedule_to_a_taken_slot_is_409_and_changes_nothing(
 
 
 def test_reschedule_checks_the_same_rules_as_booking(patient_client, booked):
-    response = patient_client.post(
-        f"/api/appointments/{booked.id}/reschedule",
-        {"date": booked.date.isoformat(), "timeSlot": "10:10"},
-        format="json",
-    )
+    response = reschedule(patient_client, booked, {"date": booked.date.isoformat(), "timeSlot": "10:10"})
     assert response.status_code == 400
     assert "timeSlot" in response.json()["errors"]
-    response = patient_client.post(
-        f"/api/appointments/{booked.id}/reschedule", {"date": "2001-01-01"}, format="json"
-    )
+    response = reschedule(patient_client, booked, {"date": "2001-01-01"})
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"timeSlot"}
 
 
 def test_reschedule_to_its_own_slot_is_400(patient_client, booked):
-    response = patient_client.post(
-        f"/api/appointments/{booked.id}/reschedule",
-        {"date": booked.date.isoformat(), "timeSlot": "10:00"},
-        format="json",
-    )
+    response = reschedule(patient_client, booked, {"date": booked.date.isoformat(), "timeSlot": "10:00"})
     assert response.status_code == 400
     assert response.json()["errors"] == {"timeSlot": ["The appointment is already in this slot."]}
 
