@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -23,7 +24,7 @@ def _first_message(errors) -> str:
     if isinstance(errors, dict):
         for field, value in errors.items():
             message = _first_message(value)
-            return message if field == "non_field_errors" else f"{field}: {message}"
+            return message if field == api_settings.NON_FIELD_ERRORS_KEY else f"{field}: {message}"
     if isinstance(errors, list) and errors:
         return _first_message(errors[0])
     return str(errors)
@@ -38,7 +39,7 @@ def exception_handler(exc, context):
         return Response(body, status=exc.status)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+            exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -50,7 +51,7 @@ def exception_handler(exc, context):
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, exceptions.ValidationError):
-        errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        errors = response.data if isinstance(response.data, dict) else {api_settings.NON_FIELD_ERRORS_KEY: response.data}
         response.data = {"detail": _first_message(errors), "errors": errors}
     return response
 

@@ -237,6 +237,7 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
 
 # Appointments: booking rules and API limits.
+REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"] = "nonFieldErrors"  # camelCase like every other key
 BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 365, minimum=1)
 # Requests per client address to the auth endpoints (register, token, refresh).
 AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/minute")

@@ -76,3 +76,4 @@ def test_bad_filter_answers_400_naming_it(patient_client, query, field):
 
 def test_page_past_the_end_answers_404(patient_client, schedule):
     assert patient_client.get("/api/appointments?page=9").status_code == 404
+

@@ -101,6 +101,12 @@ def test_missing_fields_are_each_named(patient_client):
     assert set(response.json()["errors"]) == {"doctorId", "date", "timeSlot"}
 
 
+def test_errors_not_tied_to_one_field_use_a_camel_case_key(patient_client):
+    response = patient_client.post("/api/appointments", ["not", "an", "object"], format="json")
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["nonFieldErrors"]
+
+
 def test_reason_of_500_characters_is_accepted(patient_client, doctor):
     response = patient_client.post(
         "/api/appointments", booking(doctor, next_weekday(), reason="x" * 500), format="json"
