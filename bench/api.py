@@ -8,7 +8,7 @@ baseline a service without events would be. Runs alternate (A B B A ...) so drif
 shared machine hits both alike. Bookings never collide: every client has its own
 patient and doctor (who works every day, 00:00-23:30) and walks its own slots.
 
-    .venv/bin/python bench/api.py            # 3 rounds of 10 s per variant
+    .venv/bin/python bench/api.py            # 6 rounds of 5 s per variant
     .venv/bin/python bench/api.py --quick    # 1 round of 4 s, to try it out
 """
 
@@ -225,9 +225,11 @@ def run_variant(label: str, plan_file: Path, args, **env: str) -> dict:
 
 def summarize(runs: list[dict], seconds: float) -> dict:
     latencies = [x for r in runs for x in r["latencies_ms"]]
+    per_run = [len(r["latencies_ms"]) / seconds for r in runs]
     return {
         "requests": len(latencies),
         "rps": len(latencies) / (seconds * len(runs)),
+        "spread": f"{min(per_run):,.0f}-{max(per_run):,.0f}",
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
         "errors": sum(r["errors"] for r in runs),
@@ -237,9 +239,9 @@ def summarize(runs: list[dict], seconds: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short round, to try it out")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured time per run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per variant (alternating)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time per run")
+    parser.add_argument("--rounds", type=int, default=6, help="runs per variant (alternating)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
@@ -285,12 +287,12 @@ def main() -> int:
     with_outbox = summarize(runs[names[0]], args.seconds)
     without = summarize(runs[names[1]], args.seconds)
     rows = [
-        [name, s["requests"], s["rps"], s["p50"], s["p99"], s["errors"]]
+        [name, s["requests"], s["rps"], s["spread"], s["p50"], s["p99"], s["errors"]]
         for name, s in ((names[0], with_outbox), (names[1], without))
     ]
     print_table(
         "POST /api/appointments (201s only; errors = any other answer)",
-        ["variant", "bookings", "req/s", "p50 ms", "p99 ms", "errors"],
+        ["variant", "bookings", "req/s", "req/s per run", "p50 ms", "p99 ms", "errors"],
         rows,
     )
     ratio = with_outbox["rps"] / without["rps"]
