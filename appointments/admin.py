@@ -31,7 +31,9 @@ def _apply(modeladmin, request, queryset, service, done: str) -> None:
         else:
             changed += 1
     if changed:
-        modeladmin.message_user(request, f"{changed} appointment(s) {done}.", messages.SUCCESS)
+        modeladmin.message_user(
+            request, f"{changed} appointment(s) {done}.", messages.SUCCESS
+        )
     for reason in refused:
         modeladmin.message_user(request, reason, messages.WARNING)
 
@@ -41,21 +43,39 @@ def cancel_appointments(modeladmin, request, queryset):
     _apply(modeladmin, request, queryset, services.appointment_cancel, "cancelled")
 
 
-@admin.action(description="Mark the selected appointments completed", permissions=["change"])
+@admin.action(
+    description="Mark the selected appointments completed", permissions=["change"]
+)
 def complete_appointments(modeladmin, request, queryset):
     _apply(modeladmin, request, queryset, services.appointment_complete, "completed")
 
 
-@admin.action(description="Mark the selected appointments no-show", permissions=["change"])
+@admin.action(
+    description="Mark the selected appointments no-show", permissions=["change"]
+)
 def no_show_appointments(modeladmin, request, queryset):
-    _apply(modeladmin, request, queryset, services.appointment_mark_no_show, "marked no-show")
+    _apply(
+        modeladmin,
+        request,
+        queryset,
+        services.appointment_mark_no_show,
+        "marked no-show",
+    )
 
 
 @admin.register(Appointment)
 class AppointmentAdmin(admin.ModelAdmin):
     """Read-only rows: every change goes through an action, i.e. a service and its event."""
 
-    list_display = ["id", "date", "time_slot", "doctor", "patient", "status", "created_at"]
+    list_display = [
+        "id",
+        "date",
+        "time_slot",
+        "doctor",
+        "patient",
+        "status",
+        "created_at",
+    ]
     list_filter = ["status", "doctor__specialty", "doctor", "date"]
     search_fields = ["=id", "patient__username", "patient__email", "doctor__name"]
     date_hierarchy = "date"

@@ -87,7 +87,6 @@ class TokenRefreshApi(TokenRefreshView):
 DOCTOR_ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
 
 
-
 class DoctorListApi(generics.ListAPIView):
     serializer_class = DoctorOutput
 
@@ -128,7 +127,12 @@ class DoctorSlotsApi(APIView):
         slots = selectors.doctor_free_slots(doctor=doctor, day=day)
         return Response(
             SlotsOutput(
-                {"doctorId": doctor.id, "date": day, "slotMinutes": doctor.slot_minutes, "slots": slots}
+                {
+                    "doctorId": doctor.id,
+                    "date": day,
+                    "slotMinutes": doctor.slot_minutes,
+                    "slots": slots,
+                }
             ).data
         )
 
@@ -175,7 +179,9 @@ class AppointmentListCreateApi(generics.ListAPIView):
             reason=data.validated_data["reason"],
             traceparent=_traceparent(request),
         )
-        return Response(AppointmentOutput(appointment).data, status=status.HTTP_201_CREATED)
+        return Response(
+            AppointmentOutput(appointment).data, status=status.HTTP_201_CREATED
+        )
 
 
 APPOINTMENT_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)

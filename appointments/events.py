@@ -40,4 +40,3 @@ def appointment_event(
         subject=str(appointment.id),
         traceparent=traceparent,
     )
-

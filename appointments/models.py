@@ -31,7 +31,10 @@ def time_of(minutes: int) -> time:
 
 def overlaps(start: int, length: int, others: list[tuple[int, int]]) -> bool:
     """Whether [start, start+length) meets any (start, length) of ``others`` (minutes)."""
-    return any(start < o_start + o_length and o_start < start + length for o_start, o_length in others)
+    return any(
+        start < o_start + o_length and o_start < start + length
+        for o_start, o_length in others
+    )
 
 
 class Doctor(models.Model):
@@ -62,7 +65,9 @@ class Doctor(models.Model):
     def periods_on(self, day: date_type) -> list["WorkingHours"]:
         return [p for p in self.working_hours.all() if p.weekday == day.weekday()]
 
-    def slot_grid(self, day: date_type, periods: list["WorkingHours"] | None = None) -> list[time]:
+    def slot_grid(
+        self, day: date_type, periods: list["WorkingHours"] | None = None
+    ) -> list[time]:
         """Every slot start of a day by the working hours, booked or not, in order."""
         starts = set()
         for period in self.periods_on(day) if periods is None else periods:
@@ -74,7 +79,9 @@ class Doctor(models.Model):
 class WorkingHours(models.Model):
     """One working period of a doctor on a weekday (a day may have several)."""
 
-    doctor = models.ForeignKey(Doctor, on_delete=models.CASCADE, related_name="working_hours")
+    doctor = models.ForeignKey(
+        Doctor, on_delete=models.CASCADE, related_name="working_hours"
+    )
     weekday = models.PositiveSmallIntegerField(choices=Weekday)
     start = models.TimeField()
     end = models.TimeField()
@@ -89,7 +96,8 @@ class WorkingHours(models.Model):
                 violation_error_message="A working period must start before it ends.",
             ),
             models.CheckConstraint(
-                condition=models.Q(weekday__gte=0, weekday__lte=6), name="working_hours_weekday_0_to_6"
+                condition=models.Q(weekday__gte=0, weekday__lte=6),
+                name="working_hours_weekday_0_to_6",
             ),
             models.UniqueConstraint(
                 fields=["doctor", "weekday", "start"], name="working_hours_unique_start"
@@ -122,7 +130,9 @@ class Appointment(models.Model):
     patient = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments"
     )
-    doctor = models.ForeignKey(Doctor, on_delete=models.PROTECT, related_name="appointments")
+    doctor = models.ForeignKey(
+        Doctor, on_delete=models.PROTECT, related_name="appointments"
+    )
     date = models.DateField()
     time_slot = models.TimeField()
     reason = models.CharField(max_length=500, blank=True)
@@ -134,7 +144,10 @@ class Appointment(models.Model):
 
     class Meta:
         ordering = ["date", "time_slot"]
-        indexes = [models.Index(fields=["doctor", "date"]), models.Index(fields=["patient", "date"])]
+        indexes = [
+            models.Index(fields=["doctor", "date"]),
+            models.Index(fields=["patient", "date"]),
+        ]
         constraints = [
             # The booking rules two requests can race on, held by the database.
             models.UniqueConstraint(
@@ -182,13 +195,17 @@ class Appointment(models.Model):
 
     def require_movable(self) -> None:
         self._require_booked("rescheduled")
-        self._require_not_started("The appointment has already started; it can no longer be moved.")
+        self._require_not_started(
+            "The appointment has already started; it can no longer be moved."
+        )
 
     def reschedule(self, *, date: date_type, time_slot: time) -> None:
         """Move to a new slot; the old one is free as soon as this row is saved."""
         self.require_movable()
         if (date, time_slot) == (self.date, self.time_slot):
-            raise ApplicationError("The appointment is already in this slot.", field="timeSlot")
+            raise ApplicationError(
+                "The appointment is already in this slot.", field="timeSlot"
+            )
         self.date, self.time_slot = date, time_slot
         self.save(update_fields=["date", "time_slot", "updated_at"])
 
@@ -213,4 +230,3 @@ class Appointment(models.Model):
     def _set_status(self, status: str) -> None:
         self.status = status
         self.save(update_fields=["status", "updated_at"])
-

@@ -14,7 +14,9 @@ from healthcare.errors import NotFound
 
 def doctor_list(*, specialty: str = "") -> QuerySet[Doctor]:
     doctors = Doctor.objects.prefetch_related(
-        Prefetch("working_hours", queryset=WorkingHours.objects.order_by("weekday", "start"))
+        Prefetch(
+            "working_hours", queryset=WorkingHours.objects.order_by("weekday", "start")
+        )
     )
     if specialty:
         doctors = doctors.filter(specialty__iexact=specialty)
@@ -72,6 +74,10 @@ def appointment_list(
 def appointment_get(*, user, appointment_id: UUID) -> Appointment:
     """One appointment the user may see; any other answers 404, so ids do not leak."""
     try:
-        return Appointment.objects.visible_to(user).select_related("doctor").get(pk=appointment_id)
+        return (
+            Appointment.objects.visible_to(user)
+            .select_related("doctor")
+            .get(pk=appointment_id)
+        )
     except Appointment.DoesNotExist:
         raise NotFound("No appointment with this id.") from None

@@ -42,7 +42,9 @@ class SlotsOutput(serializers.Serializer):
     doctorId = serializers.IntegerField()
     date = serializers.DateField()
     slotMinutes = serializers.IntegerField()
-    slots = serializers.ListField(child=TimeSlotField(), help_text="Free slot starts, HH:MM.")
+    slots = serializers.ListField(
+        child=TimeSlotField(), help_text="Free slot starts, HH:MM."
+    )
 
 
 # -- appointments ------------------------------------------------------------------
@@ -76,16 +78,25 @@ class AppointmentFilterInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Appointment.Status.choices, required=False)
     dateFrom = serializers.DateField(input_formats=["%Y-%m-%d"], required=False)
     dateTo = serializers.DateField(input_formats=["%Y-%m-%d"], required=False)
-    doctorId = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    doctorId = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1
+    )
 
     def validate(self, attrs):
-        if attrs.get("dateFrom") and attrs.get("dateTo") and attrs["dateFrom"] > attrs["dateTo"]:
+        if (
+            attrs.get("dateFrom")
+            and attrs.get("dateTo")
+            and attrs["dateFrom"] > attrs["dateTo"]
+        ):
             raise serializers.ValidationError({"dateTo": "dateTo is before dateFrom."})
         return attrs
 
 
 @extend_schema_field(
-    {"oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]+$"}], "example": 1}
+    {
+        "oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]+$"}],
+        "example": 1,
+    }
 )
 class DoctorIdField(serializers.PrimaryKeyRelatedField):
     """A doctor's id, as a number or a string of digits (the seed's client sends "1")."""
@@ -109,7 +120,9 @@ class AppointmentBookInput(serializers.Serializer):
     doctorName = serializers.CharField(required=False, allow_blank=True, max_length=120)
     date = serializers.DateField(input_formats=["%Y-%m-%d"])
     timeSlot = TimeSlotField()
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, default=""
+    )
 
     def validate(self, attrs):
         name = attrs.get("doctorName")
@@ -129,11 +142,19 @@ class AppointmentRescheduleInput(serializers.Serializer):
 
 
 class RegisterInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
-    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    username = serializers.CharField(
+        max_length=150, validators=[UnicodeUsernameValidator()]
+    )
+    password = serializers.CharField(
+        max_length=128, write_only=True, trim_whitespace=False
+    )
     email = serializers.EmailField(max_length=254)
-    firstName = serializers.CharField(required=False, allow_blank=True, max_length=150, default="")
-    lastName = serializers.CharField(required=False, allow_blank=True, max_length=150, default="")
+    firstName = serializers.CharField(
+        required=False, allow_blank=True, max_length=150, default=""
+    )
+    lastName = serializers.CharField(
+        required=False, allow_blank=True, max_length=150, default=""
+    )
 
 
 class UserOutput(serializers.ModelSerializer):
@@ -152,4 +173,6 @@ class TokenPairOutput(serializers.Serializer):
 
 class TokenRefreshOutput(serializers.Serializer):
     access = serializers.CharField()
-    refresh = serializers.CharField(required=False, help_text="When refresh tokens rotate.")
+    refresh = serializers.CharField(
+        required=False, help_text="When refresh tokens rotate."
+    )

@@ -43,14 +43,21 @@ PATIENT_BUSY = "You already have an appointment at that time."
 
 
 def patient_register(
-    *, username: str, password: str, email: str, first_name: str = "", last_name: str = ""
+    *,
+    username: str,
+    password: str,
+    email: str,
+    first_name: str = "",
+    last_name: str = "",
 ):
     """Create a patient's account; Django's password validators decide what is strong enough."""
     User = get_user_model()
     taken = ApplicationError("This username is taken.", field="username")
     if User.objects.filter(username__iexact=username).exists():
         raise taken
-    user = User(username=username, email=email, first_name=first_name, last_name=last_name)
+    user = User(
+        username=username, email=email, first_name=first_name, last_name=last_name
+    )
     try:
         validate_password(password, user=user)
     except ValidationError as exc:
@@ -74,10 +81,13 @@ def doctor_set_working_hours(
     """Make ``start``-``end`` the only working period on each weekday given (idempotent)."""
     weekdays = sorted(set(weekdays))
     if start >= end:
-        raise ApplicationError("The working period must start before it ends.", field="end")
+        raise ApplicationError(
+            "The working period must start before it ends.", field="end"
+        )
     WorkingHours.objects.filter(doctor=doctor, weekday__in=weekdays).delete()
     return WorkingHours.objects.bulk_create(
-        WorkingHours(doctor=doctor, weekday=day, start=start, end=end) for day in weekdays
+        WorkingHours(doctor=doctor, weekday=day, start=start, end=end)
+        for day in weekdays
     )
 
 
@@ -99,19 +109,26 @@ def _check_bookable(doctor: Doctor, day: date_type, time_slot: time) -> None:
     periods = doctor.periods_on(day)
     if not periods:
         raise ApplicationError(
-            f"{doctor.name} does not work on {Weekday(day.weekday()).label}s.", field="date"
+            f"{doctor.name} does not work on {Weekday(day.weekday()).label}s.",
+            field="date",
         )
     if time_slot not in doctor.slot_grid(day, periods):
         hours = ", ".join(f"{p.start:%H:%M}-{p.end:%H:%M}" for p in periods)
+        weekday = Weekday(day.weekday()).label
         raise ApplicationError(
             f"{time_slot:%H:%M} is not one of {doctor.name}'s slots: "
-            f"{doctor.slot_minutes}-minute slots within {hours} on {Weekday(day.weekday()).label}s.",
+            f"{doctor.slot_minutes}-minute slots within {hours} on {weekday}s.",
             field="timeSlot",
         )
 
 
 def _check_free(
-    *, doctor: Doctor, patient, day: date_type, time_slot: time, moving: Appointment | None = None
+    *,
+    doctor: Doctor,
+    patient,
+    day: date_type,
+    time_slot: time,
+    moving: Appointment | None = None,
 ) -> None:
     """Neither the doctor nor the patient has another active appointment at that time."""
     active = (
@@ -126,7 +143,9 @@ def _check_free(
         if other.doctor_id == doctor.pk:
             doctor_busy.append((minutes_of(other.time_slot), doctor.slot_minutes))
         if other.patient_id == patient.pk:
-            patient_busy.append((minutes_of(other.time_slot), other.doctor.slot_minutes))
+            patient_busy.append(
+                (minutes_of(other.time_slot), other.doctor.slot_minutes)
+            )
     start = minutes_of(time_slot)
     if overlaps(start, doctor.slot_minutes, doctor_busy):
         raise Conflict(SLOT_TAKEN, field="timeSlot")
@@ -149,14 +168,18 @@ def _conflict_from(exc: IntegrityError) -> Conflict:
     raise exc
 
 
-def _emit(event_type: str, appointment: Appointment, *, traceparent: str, extra=None) -> None:
+def _emit(
+    event_type: str, appointment: Appointment, *, traceparent: str, extra=None
+) -> None:
     """Write the event to the outbox in the caller's transaction.
 
     OUTBOX_BENCH_DISABLE (bench/api.py only) skips the write to measure what it costs.
     """
     if settings.OUTBOX_BENCH_DISABLE:
         return
-    enqueue(appointment_event(event_type, appointment, extra=extra, traceparent=traceparent))
+    enqueue(
+        appointment_event(event_type, appointment, extra=extra, traceparent=traceparent)
+    )
 
 
 # -- use cases -----------------------------------------------------------------------
@@ -173,14 +196,20 @@ def appointment_book(
 ) -> Appointment:
     """Book a slot with a doctor for a patient and emit ``appointment.booked``."""
     if doctor.user_id == patient.pk:
-        raise ApplicationError("A doctor cannot book an appointment with themselves.", field="doctorId")
+        raise ApplicationError(
+            "A doctor cannot book an appointment with themselves.", field="doctorId"
+        )
     _check_bookable(doctor, date, time_slot)
     try:
         with transaction.atomic():
             _lock_patient(patient)
             _check_free(doctor=doctor, patient=patient, day=date, time_slot=time_slot)
             appointment = Appointment.objects.create(
-                patient=patient, doctor=doctor, date=date, time_slot=time_slot, reason=reason
+                patient=patient,
+                doctor=doctor,
+                date=date,
+                time_slot=time_slot,
+                reason=reason,
             )
             _emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
     except IntegrityError as exc:
@@ -209,7 +238,12 @@ def _role(user, appointment: Appointment) -> str:
 
 
 def appointment_reschedule(
-    *, appointment: Appointment, by, date: date_type, time_slot: time, traceparent: str = ""
+    *,
+    appointment: Appointment,
+    by,
+    date: date_type,
+    time_slot: time,
+    traceparent: str = "",
 ) -> Appointment:
     """Move a booked appointment to a free slot of the same doctor; the old slot is freed."""
     try:
@@ -243,13 +277,18 @@ def appointment_reschedule(
 
 
 @transaction.atomic
-def appointment_cancel(*, appointment: Appointment, by, traceparent: str = "") -> Appointment:
+def appointment_cancel(
+    *, appointment: Appointment, by, traceparent: str = ""
+) -> Appointment:
     """Cancel a booked appointment (its patient, its doctor or staff) and free the slot."""
     appointment = _locked(appointment)
     role = _role(by, appointment)
     appointment.cancel()
     _emit(
-        APPOINTMENT_CANCELLED, appointment, extra={"cancelledBy": role}, traceparent=traceparent
+        APPOINTMENT_CANCELLED,
+        appointment,
+        extra={"cancelledBy": role},
+        traceparent=traceparent,
     )
     return appointment
 
@@ -260,7 +299,9 @@ def _require_clinician(role: str, action: str) -> None:
 
 
 @transaction.atomic
-def appointment_complete(*, appointment: Appointment, by, traceparent: str = "") -> Appointment:
+def appointment_complete(
+    *, appointment: Appointment, by, traceparent: str = ""
+) -> Appointment:
     """Mark an appointment that has started as completed (its doctor or staff)."""
     appointment = _locked(appointment)
     _require_clinician(_role(by, appointment), "complete")

@@ -67,7 +67,9 @@ def seed(clients: int) -> list[dict]:
             user=User.objects.create_user(f"bench-doctor-{n}", password=None),
             name=f"Dr. Bench {n}",
         )
-        doctor_set_working_hours(doctor=doctor, weekdays=range(7), start=clock(0), end=clock(23, 30))
+        doctor_set_working_hours(
+            doctor=doctor, weekdays=range(7), start=clock(0), end=clock(23, 30)
+        )
         token = AccessToken.for_user(patient)
         token.set_exp(lifetime=timedelta(hours=6))
         plan.append({"token": str(token), "doctorId": doctor.id})
@@ -97,13 +99,22 @@ class Gunicorn:
         self.log = open(ROOT / "var" / "bench-api-gunicorn.log", "ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "gunicorn", "healthcare.wsgi:application",
-                "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(workers),
-                "--worker-class", "gthread",
-                "--threads", str(threads),
-                "--keep-alive", "30",
-                "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "healthcare.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(threads),
+                "--keep-alive",
+                "30",
+                "--log-level",
+                "warning",
             ],
             cwd=ROOT,
             env=os.environ | bench_env(NO_BROKER, DATABASE_URL=DATABASE_URL, **env),
@@ -113,7 +124,9 @@ class Gunicorn:
         deadline = time.monotonic() + 30
         while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start; see var/bench-api-gunicorn.log")
+                raise RuntimeError(
+                    "gunicorn did not start; see var/bench-api-gunicorn.log"
+                )
             time.sleep(0.1)
 
     def _answers(self) -> bool:
@@ -146,7 +159,10 @@ def drive(port: int, plan: list[dict], seconds: float, warmup: float) -> dict:
 
     def client(n: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {plan[n]['token']}"}
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {plan[n]['token']}",
+        }
         k = 0
         while (now := time.monotonic()) < stop_at:
             day = first_day + timedelta(days=k // SLOTS_PER_DAY)
@@ -200,11 +216,17 @@ def run_variant(label: str, plan_file: Path, args, **env: str) -> dict:
     try:
         out = subprocess.run(
             [
-                sys.executable, __file__, "--drive",
-                "--port", str(server.port),
-                "--plan", str(plan_file),
-                "--seconds", str(args.seconds),
-                "--warmup", str(args.warmup),
+                sys.executable,
+                __file__,
+                "--drive",
+                "--port",
+                str(server.port),
+                "--plan",
+                str(plan_file),
+                "--seconds",
+                str(args.seconds),
+                "--warmup",
+                str(args.warmup),
             ],
             capture_output=True,
             text=True,
@@ -238,13 +260,25 @@ def summarize(runs: list[dict], seconds: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one short round, to try it out")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time per run")
-    parser.add_argument("--rounds", type=int, default=6, help="runs per variant (alternating)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one short round, to try it out"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="measured time per run"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="unmeasured time per run"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="runs per variant (alternating)"
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--workers", type=int, default=3, help="gunicorn worker processes"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per gunicorn worker"
+    )
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
@@ -257,9 +291,12 @@ def main() -> int:
     if args.quick:
         args.seconds, args.rounds, args.warmup = 4.0, 1, 1.0
 
-    print(f"bench/api.py: POST /api/appointments, {args.clients} clients, gunicorn "
-          f"{args.workers} workers x {args.threads} threads, {args.rounds} x {args.seconds:g} s "
-          f"per variant; database {DATABASE_URL}; {machine()}", flush=True)
+    print(
+        f"bench/api.py: POST /api/appointments, {args.clients} clients, gunicorn "
+        f"{args.workers} workers x {args.threads} threads, {args.rounds} x {args.seconds:g} s "
+        f"per variant; database {DATABASE_URL}; {machine()}",
+        flush=True,
+    )
     recreate_database(DATABASE_URL)
     setup_django(NO_BROKER, DATABASE_URL=DATABASE_URL)
     plan_file = ROOT / "var" / "bench-api-plan.json"

@@ -24,7 +24,9 @@ def _first_message(errors) -> str:
     if isinstance(errors, dict):
         for field, value in errors.items():
             message = _first_message(value)
-            return message if field == api_settings.NON_FIELD_ERRORS_KEY else f"{field}: {message}"
+            if field == api_settings.NON_FIELD_ERRORS_KEY:
+                return message
+            return f"{field}: {message}"
     if isinstance(errors, list) and errors:
         return _first_message(errors[0])
     return str(errors)
@@ -39,19 +41,25 @@ def exception_handler(exc, context):
         return Response(body, status=exc.status)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
+            exc.message_dict
+            if hasattr(exc, "error_dict")
+            else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
     if response is None:
-        logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
+        logger.exception(
+            "unhandled error in %s", context.get("view").__class__.__name__
+        )
         return Response(
             {"detail": "Internal error; it has been logged."},
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, exceptions.ValidationError):
-        errors = response.data if isinstance(response.data, dict) else {api_settings.NON_FIELD_ERRORS_KEY: response.data}
+        errors = response.data
+        if not isinstance(errors, dict):
+            errors = {api_settings.NON_FIELD_ERRORS_KEY: errors}
         response.data = {"detail": _first_message(errors), "errors": errors}
     return response
 
@@ -93,7 +101,9 @@ class Pagination(PageNumberPagination):
         if raw is None:
             return self.page_size
         if not raw.isdigit() or int(raw) < 1:
-            raise exceptions.ValidationError({"pageSize": ["A positive whole number is required."]})
+            raise exceptions.ValidationError(
+                {"pageSize": ["A positive whole number is required."]}
+            )
         return min(int(raw), self.max_page_size)
 
 
@@ -124,7 +134,10 @@ ERROR_DESCRIPTIONS = {
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     """Schema entries for the error answers an endpoint can give."""
-    return {code: OpenApiResponse(ErrorOutput, description=ERROR_DESCRIPTIONS[code]) for code in codes}
+    return {
+        code: OpenApiResponse(ErrorOutput, description=ERROR_DESCRIPTIONS[code])
+        for code in codes
+    }
 
 
 def not_found(request, exception=None):
@@ -153,4 +166,7 @@ class AuthRateThrottle(SimpleRateThrottle):
         return settings.AUTH_THROTTLE_RATE
 
     def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {
+            "scope": self.scope,
+            "ident": self.get_ident(request),
+        }

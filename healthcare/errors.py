@@ -6,7 +6,9 @@ class ApplicationError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, *, field: str | None = None, extra: dict | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, extra: dict | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.field = field

@@ -16,9 +16,14 @@ from appointments.api import (
     TokenApi,
     TokenRefreshApi,
 )
-from notifications.api import NotificationListApi, NotificationReadApi, NotificationUnreadCountApi
+from notifications.api import (
+    NotificationListApi,
+    NotificationReadApi,
+    NotificationUnreadCountApi,
+)
 
-UUID = r"(?P<pk>[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
+HEX = "[0-9a-fA-F]"
+UUID = rf"(?P<pk>{HEX}{{8}}-?{HEX}{{4}}-?{HEX}{{4}}-?{HEX}{{4}}-?{HEX}{{12}})"
 INT = r"(?P<pk>[0-9]{1,18})"
 
 
@@ -36,21 +41,35 @@ urlpatterns = [
     api(f"doctors/{INT}/slots", DoctorSlotsApi.as_view(), "doctor-slots"),
     api("appointments", AppointmentListCreateApi.as_view(), "appointments"),
     api(f"appointments/{UUID}", AppointmentDetailApi.as_view(), "appointment-detail"),
-    api(f"appointments/{UUID}/cancel", AppointmentCancelApi.as_view(), "appointment-cancel"),
+    api(
+        f"appointments/{UUID}/cancel",
+        AppointmentCancelApi.as_view(),
+        "appointment-cancel",
+    ),
     api(
         f"appointments/{UUID}/reschedule",
         AppointmentRescheduleApi.as_view(),
         "appointment-reschedule",
     ),
-    api(f"appointments/{UUID}/complete", AppointmentCompleteApi.as_view(), "appointment-complete"),
-    api(f"appointments/{UUID}/no-show", AppointmentNoShowApi.as_view(), "appointment-no-show"),
+    api(
+        f"appointments/{UUID}/complete",
+        AppointmentCompleteApi.as_view(),
+        "appointment-complete",
+    ),
+    api(
+        f"appointments/{UUID}/no-show",
+        AppointmentNoShowApi.as_view(),
+        "appointment-no-show",
+    ),
     api("notifications", NotificationListApi.as_view(), "notifications"),
     api(
         "notifications/unread-count",
         NotificationUnreadCountApi.as_view(),
         "notifications-unread-count",
     ),
-    api(f"notifications/{INT}/read", NotificationReadApi.as_view(), "notification-read"),
+    api(
+        f"notifications/{INT}/read", NotificationReadApi.as_view(), "notification-read"
+    ),
     api("schema", SpectacularAPIView.as_view(), "schema"),
     api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
     path("admin/", admin.site.urls),

@@ -40,9 +40,9 @@ class NotificationListApi(generics.ListAPIView):
 
     def get_queryset(self):
         unread = query_params(NotificationFilterInput, self.request)["unread"]
-        notifications = Notification.objects.filter(recipient=self.request.user).order_by(
-            "-created_at", "-id"
-        )
+        notifications = Notification.objects.filter(
+            recipient=self.request.user
+        ).order_by("-created_at", "-id")
         if unread is not None:
             notifications = notifications.filter(read_at__isnull=unread)
         return notifications
@@ -68,5 +68,7 @@ class NotificationUnreadCountApi(APIView):
     )
     def get(self, request):
         """How many of the caller's notifications are unread."""
-        count = Notification.objects.filter(recipient=request.user, read_at__isnull=True).count()
+        count = Notification.objects.filter(
+            recipient=request.user, read_at__isnull=True
+        ).count()
         return Response(UnreadCountOutput({"unread": count}).data)

@@ -27,7 +27,10 @@ class NotificationOutput(serializers.ModelSerializer):
 
 class NotificationFilterInput(serializers.Serializer):
     unread = serializers.BooleanField(
-        required=False, allow_null=True, default=None, help_text="true: only unread ones."
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: only unread ones.",
     )
 
 

@@ -23,14 +23,26 @@ def next_weekend_day(days_ahead: int = 1) -> date:
     return d
 
 
-def make_doctor(user, *, name="Dr. Jones", specialty="Cardiology", slot_minutes=30, days=range(5),
-                start=time(9), end=time(17)) -> Doctor:
-    doctor = Doctor.objects.create(user=user, name=name, specialty=specialty, slot_minutes=slot_minutes)
+def make_doctor(
+    user,
+    *,
+    name="Dr. Jones",
+    specialty="Cardiology",
+    slot_minutes=30,
+    days=range(5),
+    start=time(9),
+    end=time(17),
+) -> Doctor:
+    doctor = Doctor.objects.create(
+        user=user, name=name, specialty=specialty, slot_minutes=slot_minutes
+    )
     doctor_set_working_hours(doctor=doctor, weekdays=days, start=start, end=end)
     return doctor
 
 
-def past_appointment(*, patient, doctor, days_ago: int = 1, at: time = time(10), **extra) -> Appointment:
+def past_appointment(
+    *, patient, doctor, days_ago: int = 1, at: time = time(10), **extra
+) -> Appointment:
     """A booked appointment whose slot has started (made directly: booking refuses the past)."""
     return Appointment.objects.create(
         patient=patient,
@@ -42,4 +54,8 @@ def past_appointment(*, patient, doctor, days_ago: int = 1, at: time = time(10),
 
 
 def booking(doctor, day: date, time_slot: str = "10:00", **extra) -> dict:
-    return {"doctorId": doctor.id, "date": day.isoformat(), "timeSlot": time_slot} | extra
+    return {
+        "doctorId": doctor.id,
+        "date": day.isoformat(),
+        "timeSlot": time_slot,
+    } | extra

@@ -30,7 +30,9 @@ def test_patient_registers_then_logs_in_and_books_nothing_yet():
     assert not user.is_staff and user.check_password(NEW["password"])
 
     token = client.post(
-        "/api/auth/token", {"username": "carol", "password": NEW["password"]}, format="json"
+        "/api/auth/token",
+        {"username": "carol", "password": NEW["password"]},
+        format="json",
     )
     assert token.status_code == 200
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.json()['access']}")
@@ -47,7 +49,9 @@ def test_patient_registers_then_logs_in_and_books_nothing_yet():
     ],
 )
 def test_django_password_validators_apply(password, message):
-    response = APIClient().post("/api/auth/register", NEW | {"password": password}, format="json")
+    response = APIClient().post(
+        "/api/auth/register", NEW | {"password": password}, format="json"
+    )
     assert response.status_code == 400
     assert any(m.startswith(message) for m in response.json()["errors"]["password"])
     assert not get_user_model().objects.filter(username="carol").exists()
@@ -87,7 +91,10 @@ def test_auth_endpoints_are_throttled(settings, make_user):
     make_user("dave")
     client = APIClient()
     wrong = {"username": "dave", "password": "wrong-password"}
-    statuses = [client.post("/api/auth/token", wrong, format="json").status_code for _ in range(3)]
+    statuses = [
+        client.post("/api/auth/token", wrong, format="json").status_code
+        for _ in range(3)
+    ]
     assert statuses == [401, 401, 401]
     response = client.post("/api/auth/token", wrong, format="json")
     assert response.status_code == 429

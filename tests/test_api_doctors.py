@@ -11,9 +11,18 @@ from tests.appointment_factories import make_doctor, next_weekday, next_weekend_
 pytestmark = pytest.mark.django_db
 
 
-def test_doctors_list_shows_hours_and_filters_by_specialty(patient_client, doctor, make_user):
-    make_doctor(make_user(), name="Dr. Heart", specialty="Cardiology", slot_minutes=20, days=[0, 2],
-                start=time(13), end=time(17))
+def test_doctors_list_shows_hours_and_filters_by_specialty(
+    patient_client, doctor, make_user
+):
+    make_doctor(
+        make_user(),
+        name="Dr. Heart",
+        specialty="Cardiology",
+        slot_minutes=20,
+        days=[0, 2],
+        start=time(13),
+        end=time(17),
+    )
     body = patient_client.get("/api/doctors").json()
     assert body["count"] == 2
     assert [d["name"] for d in body["results"]] == ["Dr. Heart", "Dr. Smith"]
@@ -37,7 +46,9 @@ def test_doctor_detail_and_unknown_doctor(patient_client, doctor):
 def test_slots_are_the_free_ones_of_the_day(patient_client, patient, doctor):
     day = next_weekday()
     appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(9, 30))
-    response = patient_client.get(f"/api/doctors/{doctor.id}/slots?date={day.isoformat()}")
+    response = patient_client.get(
+        f"/api/doctors/{doctor.id}/slots?date={day.isoformat()}"
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["doctorId"] == doctor.id and body["date"] == day.isoformat()
@@ -46,11 +57,17 @@ def test_slots_are_the_free_ones_of_the_day(patient_client, patient, doctor):
     assert body["slots"][-1] == "16:30" and len(body["slots"]) == 15
 
 
-def test_cancelled_appointment_frees_its_slot_in_the_list(patient_client, patient, doctor):
+def test_cancelled_appointment_frees_its_slot_in_the_list(
+    patient_client, patient, doctor
+):
     day = next_weekday()
-    appointment = appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(9))
+    appointment = appointment_book(
+        patient=patient, doctor=doctor, date=day, time_slot=time(9)
+    )
     patient_client.post(f"/api/appointments/{appointment.id}/cancel")
-    slots = patient_client.get(f"/api/doctors/{doctor.id}/slots?date={day}").json()["slots"]
+    slots = patient_client.get(f"/api/doctors/{doctor.id}/slots?date={day}").json()[
+        "slots"
+    ]
     assert slots[0] == "09:00"
 
 
@@ -78,4 +95,9 @@ def test_slots_need_a_valid_date(patient_client, doctor, query):
 
 
 def test_slots_of_unknown_doctor_answer_404(patient_client):
-    assert patient_client.get(f"/api/doctors/424242/slots?date={next_weekday()}").status_code == 404
+    assert (
+        patient_client.get(
+            f"/api/doctors/424242/slots?date={next_weekday()}"
+        ).status_code
+        == 404
+    )

@@ -16,11 +16,21 @@ def schedule(patient, doctor, make_user):
     first, second = next_weekday(7), next_weekday(14)
     rows = [
         appointment_book(patient=patient, doctor=doctor, date=first, time_slot=time(9)),
-        appointment_book(patient=patient, doctor=doctor, date=second, time_slot=time(9)),
-        appointment_book(patient=patient, doctor=other, date=second, time_slot=time(11)),
+        appointment_book(
+            patient=patient, doctor=doctor, date=second, time_slot=time(9)
+        ),
+        appointment_book(
+            patient=patient, doctor=other, date=second, time_slot=time(11)
+        ),
         past_appointment(patient=patient, doctor=doctor, status="completed"),
     ]
-    return {"doctor": doctor, "other": other, "first": first, "second": second, "rows": rows}
+    return {
+        "doctor": doctor,
+        "other": other,
+        "first": first,
+        "second": second,
+        "rows": rows,
+    }
 
 
 def ids(response) -> list[str]:
@@ -29,9 +39,13 @@ def ids(response) -> list[str]:
 
 
 def test_filters_by_status_date_range_and_doctor(patient_client, schedule):
-    booked_first, booked_second, with_other, done = (str(a.id) for a in schedule["rows"])
+    booked_first, booked_second, with_other, done = (
+        str(a.id) for a in schedule["rows"]
+    )
     assert ids(patient_client.get("/api/appointments?status=completed")) == [done]
-    assert ids(patient_client.get(f"/api/appointments?dateFrom={schedule['second']}")) == [
+    assert ids(
+        patient_client.get(f"/api/appointments?dateFrom={schedule['second']}")
+    ) == [
         booked_second,
         with_other,
     ]
@@ -40,11 +54,13 @@ def test_filters_by_status_date_range_and_doctor(patient_client, schedule):
             f"/api/appointments?dateFrom={schedule['first']}&dateTo={schedule['first']}"
         )
     ) == [booked_first]
-    assert ids(patient_client.get(f"/api/appointments?doctorId={schedule['other'].id}")) == [
-        with_other
-    ]
     assert ids(
-        patient_client.get(f"/api/appointments?status=booked&doctorId={schedule['doctor'].id}")
+        patient_client.get(f"/api/appointments?doctorId={schedule['other'].id}")
+    ) == [with_other]
+    assert ids(
+        patient_client.get(
+            f"/api/appointments?status=booked&doctorId={schedule['doctor'].id}"
+        )
     ) == [booked_first, booked_second]
 
 
@@ -76,4 +92,3 @@ def test_bad_filter_answers_400_naming_it(patient_client, query, field):
 
 def test_page_past_the_end_answers_404(patient_client, schedule):
     assert patient_client.get("/api/appointments?page=9").status_code == 404
-

@@ -9,7 +9,9 @@ from notifications.models import Notification
 pytestmark = pytest.mark.django_db
 
 
-def notify(user, message="Your appointment is booked.", event_type="appointment.booked"):
+def notify(
+    user, message="Your appointment is booked.", event_type="appointment.booked"
+):
     return Notification.objects.create(
         recipient=user,
         event_id=uuid.uuid4(),

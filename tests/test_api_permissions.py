@@ -7,7 +7,12 @@ from rest_framework.test import APIClient
 
 from appointments.services import appointment_book
 from relay.models import OutboxEvent
-from tests.appointment_factories import booking, make_doctor, next_weekday, past_appointment
+from tests.appointment_factories import (
+    booking,
+    make_doctor,
+    next_weekday,
+    past_appointment,
+)
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -18,20 +23,33 @@ def others(other_patient, make_user):
     """An appointment of another patient with another doctor."""
     other_doctor = make_doctor(make_user("dr-other"))
     return appointment_book(
-        patient=other_patient, doctor=other_doctor, date=next_weekday(), time_slot=time(10)
+        patient=other_patient,
+        doctor=other_doctor,
+        date=next_weekday(),
+        time_slot=time(10),
     )
 
 
 @pytest.fixture
 def mine(patient, doctor):
-    return appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(11))
+    return appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(11)
+    )
 
 
 @pytest.mark.parametrize(
     "method, suffix",
-    [("get", ""), ("post", "/cancel"), ("post", "/reschedule"), ("post", "/complete"), ("post", "/no-show")],
+    [
+        ("get", ""),
+        ("post", "/cancel"),
+        ("post", "/reschedule"),
+        ("post", "/complete"),
+        ("post", "/no-show"),
+    ],
 )
-def test_another_patients_appointment_answers_404(patient_client, others, method, suffix):
+def test_another_patients_appointment_answers_404(
+    patient_client, others, method, suffix
+):
     body = {"date": next_weekday(days_ahead=20).isoformat(), "timeSlot": "09:00"}
     response = getattr(patient_client, method)(
         f"/api/appointments/{others.id}{suffix}", body, format="json"
@@ -44,7 +62,9 @@ def test_another_patients_appointment_answers_404(patient_client, others, method
 
 
 def test_unknown_and_others_ids_look_the_same(patient_client, others):
-    unknown = patient_client.get("/api/appointments/00000000-0000-0000-0000-000000000000")
+    unknown = patient_client.get(
+        "/api/appointments/00000000-0000-0000-0000-000000000000"
+    )
     theirs = patient_client.get(f"/api/appointments/{others.id}")
     assert (unknown.status_code, unknown.json()) == (theirs.status_code, theirs.json())
 
@@ -65,7 +85,9 @@ def test_staff_see_all(staff_client, mine, others):
     assert ids == {str(mine.id), str(others.id)}
 
 
-def test_patient_cannot_complete_or_mark_no_show_own_appointment(patient_client, patient, doctor):
+def test_patient_cannot_complete_or_mark_no_show_own_appointment(
+    patient_client, patient, doctor
+):
     started = past_appointment(patient=patient, doctor=doctor)
     for action in ("complete", "no-show"):
         response = patient_client.post(f"/api/appointments/{started.id}/{action}")
@@ -75,19 +97,31 @@ def test_patient_cannot_complete_or_mark_no_show_own_appointment(patient_client,
     assert started.status == "booked"
 
 
-def test_doctor_cannot_complete_another_doctors_appointment(doctor_client, other_patient, make_user):
-    theirs = past_appointment(patient=other_patient, doctor=make_doctor(make_user("dr-x")))
-    assert doctor_client.post(f"/api/appointments/{theirs.id}/complete").status_code == 404
+def test_doctor_cannot_complete_another_doctors_appointment(
+    doctor_client, other_patient, make_user
+):
+    theirs = past_appointment(
+        patient=other_patient, doctor=make_doctor(make_user("dr-x"))
+    )
+    assert (
+        doctor_client.post(f"/api/appointments/{theirs.id}/complete").status_code == 404
+    )
 
 
 def test_doctor_and_staff_may_cancel(doctor_client, staff_client, patient, doctor):
-    first = appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9))
-    second = appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9, 30))
+    first = appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9)
+    )
+    second = appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9, 30)
+    )
     assert doctor_client.post(f"/api/appointments/{first.id}/cancel").status_code == 200
     assert staff_client.post(f"/api/appointments/{second.id}/cancel").status_code == 200
     by = [
         e.payload["cancelledBy"]
-        for e in OutboxEvent.objects.filter(type="appointment.cancelled").order_by("seq")
+        for e in OutboxEvent.objects.filter(type="appointment.cancelled").order_by(
+            "seq"
+        )
     ]
     assert by == ["doctor", "staff"]
 
@@ -118,9 +152,13 @@ def test_bad_token_answers_401():
 def test_doctor_who_is_also_a_patient_sees_both(doctor, make_user):
     """A doctor booking with a colleague sees that appointment next to their schedule."""
     colleague = make_doctor(make_user("dr-colleague"))
-    own = appointment_book(patient=doctor.user, doctor=colleague, date=next_weekday(), time_slot=time(9))
+    own = appointment_book(
+        patient=doctor.user, doctor=colleague, date=next_weekday(), time_slot=time(9)
+    )
     client = client_for(doctor.user)
-    assert [a["id"] for a in client.get("/api/appointments").json()["results"]] == [str(own.id)]
+    assert [a["id"] for a in client.get("/api/appointments").json()["results"]] == [
+        str(own.id)
+    ]
 
 
 def test_unknown_api_url_answers_json_404(patient_client):
@@ -131,7 +169,9 @@ def test_unknown_api_url_answers_json_404(patient_client):
 
 def test_patient_books_for_themselves_only(patient_client, patient, doctor):
     response = patient_client.post(
-        "/api/appointments", booking(doctor, next_weekday(), patientId=999), format="json"
+        "/api/appointments",
+        booking(doctor, next_weekday(), patientId=999),
+        format="json",
     )
     assert response.status_code == 201
     assert response.json()["patientId"] == patient.id

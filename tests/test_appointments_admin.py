@@ -30,7 +30,9 @@ def run_action(client, action, *appointments):
     )
 
 
-def test_cancel_action_uses_the_service_and_writes_the_event(admin_client, patient, doctor):
+def test_cancel_action_uses_the_service_and_writes_the_event(
+    admin_client, patient, doctor
+):
     appointment = appointment_book(
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
     )
@@ -39,13 +41,17 @@ def test_cancel_action_uses_the_service_and_writes_the_event(admin_client, patie
     assert "1 appointment(s) cancelled." in response.content.decode()
     appointment.refresh_from_db()
     assert appointment.status == "cancelled"
-    cancelled = OutboxEvent.objects.get(aggregateid=str(appointment.id), type="appointment.cancelled")
+    cancelled = OutboxEvent.objects.get(
+        aggregateid=str(appointment.id), type="appointment.cancelled"
+    )
     assert cancelled.payload["cancelledBy"] == "staff"
 
 
 def test_complete_action_reports_what_it_refused(admin_client, patient, doctor):
     started = past_appointment(patient=patient, doctor=doctor)
-    future = appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9))
+    future = appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9)
+    )
     response = run_action(admin_client, "complete_appointments", started, future)
     page = response.content.decode()
     assert "1 appointment(s) completed." in page
@@ -62,7 +68,9 @@ def test_no_show_action(admin_client, patient, doctor):
     assert OutboxEvent.objects.filter(type="appointment.no_show").count() == 1
 
 
-def test_appointments_cannot_be_added_edited_or_deleted_in_the_admin(admin_client, patient, doctor):
+def test_appointments_cannot_be_added_edited_or_deleted_in_the_admin(
+    admin_client, patient, doctor
+):
     appointment = appointment_book(
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
     )
@@ -70,17 +78,29 @@ def test_appointments_cannot_be_added_edited_or_deleted_in_the_admin(admin_clien
     assert admin_client.get(change).status_code == 200  # view only
     assert admin_client.post(change, {"status": "cancelled"}).status_code == 403
     assert admin_client.get(f"{CHANGELIST}add/").status_code == 403
-    assert admin_client.post(f"{CHANGELIST}{appointment.id}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(
+            f"{CHANGELIST}{appointment.id}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
     appointment.refresh_from_db()
     assert appointment.status == "booked"
     assert OutboxEvent.objects.count() == 1
 
 
 def test_changelist_search_and_filters(admin_client, patient, doctor):
-    appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
+    appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
+    )
     assert admin_client.get(CHANGELIST, {"q": "alice"}).context["cl"].result_count == 1
     assert admin_client.get(CHANGELIST, {"q": "nobody"}).context["cl"].result_count == 0
-    assert admin_client.get(CHANGELIST, {"status__exact": "cancelled"}).context["cl"].result_count == 0
+    assert (
+        admin_client.get(CHANGELIST, {"status__exact": "cancelled"})
+        .context["cl"]
+        .result_count
+        == 0
+    )
 
 
 def test_working_hours_are_edited_inline_on_the_doctor(admin_client, doctor):
@@ -110,7 +130,9 @@ def test_working_hours_are_edited_inline_on_the_doctor(admin_client, doctor):
         f"working_hours-{n}-start": "10:00",
         f"working_hours-{n}-end": "12:00",
     }
-    response = admin_client.post(f"/admin/appointments/doctor/{doctor.id}/change/", data)
+    response = admin_client.post(
+        f"/admin/appointments/doctor/{doctor.id}/change/", data
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     doctor.refresh_from_db()
     assert doctor.slot_minutes == 20
@@ -119,7 +141,9 @@ def test_working_hours_are_edited_inline_on_the_doctor(admin_client, doctor):
     assert WorkingHours.objects.get(doctor=doctor, weekday=5).end == time(12)
 
 
-def test_working_period_ending_before_it_starts_is_refused_with_a_message(admin_client, doctor):
+def test_working_period_ending_before_it_starts_is_refused_with_a_message(
+    admin_client, doctor
+):
     data = {
         "user": doctor.user_id,
         "name": doctor.name,
@@ -134,7 +158,9 @@ def test_working_period_ending_before_it_starts_is_refused_with_a_message(admin_
         "working_hours-0-start": "12:00",
         "working_hours-0-end": "10:00",
     }
-    response = admin_client.post(f"/admin/appointments/doctor/{doctor.id}/change/", data)
+    response = admin_client.post(
+        f"/admin/appointments/doctor/{doctor.id}/change/", data
+    )
     assert response.status_code == 200
     assert "A working period must start before it ends." in response.content.decode()
     assert not WorkingHours.objects.filter(doctor=doctor, weekday=6).exists()

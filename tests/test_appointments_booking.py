@@ -10,12 +10,19 @@ from appointments.models import Appointment
 from appointments.services import appointment_book, appointment_cancel
 from healthcare.errors import ApplicationError, Conflict
 from relay.models import OutboxEvent
-from tests.appointment_factories import booking, make_doctor, next_weekday, next_weekend_day
+from tests.appointment_factories import (
+    booking,
+    make_doctor,
+    next_weekday,
+    next_weekend_day,
+)
 
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_request_verbatim_books_with_am_pm_and_string_doctor_id(patient_client, doctor):
+def test_seed_request_verbatim_books_with_am_pm_and_string_doctor_id(
+    patient_client, doctor
+):
     day = next_weekday()
     seed = {
         "doctorId": str(doctor.id),
@@ -27,7 +34,11 @@ def test_seed_request_verbatim_books_with_am_pm_and_string_doctor_id(patient_cli
     response = patient_client.post("/api/appointments", seed, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["timeSlot"], body["date"], body["status"]) == ("10:00", day.isoformat(), "booked")
+    assert (body["timeSlot"], body["date"], body["status"]) == (
+        "10:00",
+        day.isoformat(),
+        "booked",
+    )
     assert body["doctorName"] == "Dr. Smith"
 
     response = patient_client.post(
@@ -36,9 +47,15 @@ def test_seed_request_verbatim_books_with_am_pm_and_string_doctor_id(patient_cli
     assert response.status_code == 201, response.content
 
 
-def test_booking_writes_appointment_and_booked_event_in_one_transaction(patient, doctor):
+def test_booking_writes_appointment_and_booked_event_in_one_transaction(
+    patient, doctor
+):
     appointment = appointment_book(
-        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9, 30), reason="Cough"
+        patient=patient,
+        doctor=doctor,
+        date=next_weekday(),
+        time_slot=time(9, 30),
+        reason="Cough",
     )
     [event] = OutboxEvent.objects.filter(aggregateid=str(appointment.id))
     assert event.type == "appointment.booked"
@@ -55,11 +72,15 @@ def test_booking_writes_appointment_and_booked_event_in_one_transaction(patient,
     }
 
 
-def test_failed_booking_leaves_no_appointment_and_no_event(patient, other_patient, doctor):
+def test_failed_booking_leaves_no_appointment_and_no_event(
+    patient, other_patient, doctor
+):
     day = next_weekday()
     appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(10))
     with pytest.raises(Conflict):
-        appointment_book(patient=other_patient, doctor=doctor, date=day, time_slot=time(10))
+        appointment_book(
+            patient=other_patient, doctor=doctor, date=day, time_slot=time(10)
+        )
     assert Appointment.objects.count() == 1
     assert OutboxEvent.objects.count() == 1
 
@@ -102,14 +123,18 @@ def test_missing_fields_are_each_named(patient_client):
 
 
 def test_errors_not_tied_to_one_field_use_a_camel_case_key(patient_client):
-    response = patient_client.post("/api/appointments", ["not", "an", "object"], format="json")
+    response = patient_client.post(
+        "/api/appointments", ["not", "an", "object"], format="json"
+    )
     assert response.status_code == 400
     assert list(response.json()["errors"]) == ["nonFieldErrors"]
 
 
 def test_reason_of_500_characters_is_accepted(patient_client, doctor):
     response = patient_client.post(
-        "/api/appointments", booking(doctor, next_weekday(), reason="x" * 500), format="json"
+        "/api/appointments",
+        booking(doctor, next_weekday(), reason="x" * 500),
+        format="json",
     )
     assert response.status_code == 201, response.content
 
@@ -127,7 +152,10 @@ def test_slot_that_already_passed_today_is_refused(patient, make_user):
     every_day = make_doctor(make_user(), days=range(7), start=time(0), end=time(23, 30))
     with pytest.raises(ApplicationError) as exc:
         appointment_book(
-            patient=patient, doctor=every_day, date=timezone.localdate(), time_slot=time(0)
+            patient=patient,
+            doctor=every_day,
+            date=timezone.localdate(),
+            time_slot=time(0),
         )
     assert (exc.value.status, exc.value.field) == (400, "timeSlot")
 
@@ -146,9 +174,13 @@ def test_date_beyond_the_booking_horizon_is_refused(patient_client, doctor, sett
 def test_taken_slot_answers_409(patient_client, other_patient, doctor):
     day = next_weekday()
     appointment_book(patient=other_patient, doctor=doctor, date=day, time_slot=time(10))
-    response = patient_client.post("/api/appointments", booking(doctor, day), format="json")
+    response = patient_client.post(
+        "/api/appointments", booking(doctor, day), format="json"
+    )
     assert response.status_code == 409
-    assert response.json()["detail"] == "This slot is already booked; choose another one."
+    assert (
+        response.json()["detail"] == "This slot is already booked; choose another one."
+    )
 
 
 def test_patient_cannot_hold_two_appointments_at_the_same_time(
@@ -156,8 +188,15 @@ def test_patient_cannot_hold_two_appointments_at_the_same_time(
 ):
     other = make_doctor(make_user())
     day = next_weekday()
-    assert patient_client.post("/api/appointments", booking(doctor, day), format="json").status_code == 201
-    response = patient_client.post("/api/appointments", booking(other, day), format="json")
+    assert (
+        patient_client.post(
+            "/api/appointments", booking(doctor, day), format="json"
+        ).status_code
+        == 201
+    )
+    response = patient_client.post(
+        "/api/appointments", booking(other, day), format="json"
+    )
     assert response.status_code == 409
     assert response.json()["detail"] == "You already have an appointment at that time."
 
@@ -168,45 +207,73 @@ def test_patient_overlap_counts_slot_lengths(patient, doctor, make_user):
     day = next_weekday()
     appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(10))
     with pytest.raises(Conflict):
-        appointment_book(patient=patient, doctor=short, date=day, time_slot=time(10, 15))
-    assert appointment_book(patient=patient, doctor=short, date=day, time_slot=time(10, 30))
+        appointment_book(
+            patient=patient, doctor=short, date=day, time_slot=time(10, 15)
+        )
+    assert appointment_book(
+        patient=patient, doctor=short, date=day, time_slot=time(10, 30)
+    )
 
 
 def test_cancelled_slot_can_be_booked_again(patient, other_patient, doctor):
     day = next_weekday()
-    first = appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(10))
+    first = appointment_book(
+        patient=patient, doctor=doctor, date=day, time_slot=time(10)
+    )
     appointment_cancel(appointment=first, by=patient)
-    second = appointment_book(patient=other_patient, doctor=doctor, date=day, time_slot=time(10))
+    second = appointment_book(
+        patient=other_patient, doctor=doctor, date=day, time_slot=time(10)
+    )
     assert second.status == "booked"
 
 
 def test_doctor_cannot_book_with_themselves(doctor_client, doctor):
-    response = doctor_client.post("/api/appointments", booking(doctor, next_weekday()), format="json")
+    response = doctor_client.post(
+        "/api/appointments", booking(doctor, next_weekday()), format="json"
+    )
     assert response.status_code == 400
     assert "doctorId" in response.json()["errors"]
 
 
-def test_database_holds_one_active_appointment_per_doctor_slot(patient, other_patient, doctor):
+def test_database_holds_one_active_appointment_per_doctor_slot(
+    patient, other_patient, doctor
+):
     day = next_weekday()
-    Appointment.objects.create(patient=patient, doctor=doctor, date=day, time_slot=time(10))
+    Appointment.objects.create(
+        patient=patient, doctor=doctor, date=day, time_slot=time(10)
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
-        Appointment.objects.create(patient=other_patient, doctor=doctor, date=day, time_slot=time(10))
+        Appointment.objects.create(
+            patient=other_patient, doctor=doctor, date=day, time_slot=time(10)
+        )
     # inactive rows do not count: a cancelled one may share the slot
     Appointment.objects.create(
-        patient=other_patient, doctor=doctor, date=day, time_slot=time(10), status="cancelled"
+        patient=other_patient,
+        doctor=doctor,
+        date=day,
+        time_slot=time(10),
+        status="cancelled",
     )
 
 
-def test_database_holds_one_active_appointment_per_patient_time(patient, doctor, make_user):
+def test_database_holds_one_active_appointment_per_patient_time(
+    patient, doctor, make_user
+):
     other = make_doctor(make_user())
     day = next_weekday()
-    Appointment.objects.create(patient=patient, doctor=doctor, date=day, time_slot=time(10))
+    Appointment.objects.create(
+        patient=patient, doctor=doctor, date=day, time_slot=time(10)
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
-        Appointment.objects.create(patient=patient, doctor=other, date=day, time_slot=time(10))
+        Appointment.objects.create(
+            patient=patient, doctor=other, date=day, time_slot=time(10)
+        )
 
 
-def test_integrity_error_from_a_race_becomes_409(patient, other_patient, doctor, monkeypatch):
-    """If a concurrent booking commits between the check and the insert, the constraint decides."""
+def test_integrity_error_from_a_race_becomes_409(
+    patient, other_patient, doctor, monkeypatch
+):
+    """A booking committed between our check and our insert: the constraint decides."""
     import appointments.services as services
 
     day = next_weekday()
@@ -226,14 +293,20 @@ def test_free_slots_follow_bookings(patient, doctor):
     assert slots[0] == time(9) and slots[-1] == time(16, 30) and len(slots) == 16
     appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(9))
     assert time(9) not in doctor_free_slots(doctor=doctor, day=day)
-    assert doctor_free_slots(doctor=doctor, day=timezone.localdate() - timedelta(days=1)) == []
+    assert (
+        doctor_free_slots(doctor=doctor, day=timezone.localdate() - timedelta(days=1))
+        == []
+    )
 
 
-def test_bench_only_switch_skips_the_outbox_and_is_flagged_by_a_check(settings, patient, doctor):
+def test_bench_only_switch_skips_the_outbox_and_is_flagged_by_a_check(
+    settings, patient, doctor
+):
     from django.core.checks import run_checks
 
     settings.OUTBOX_BENCH_DISABLE = True
-    appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
+    appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
+    )
     assert not OutboxEvent.objects.exists()
     assert "appointments.W001" in [m.id for m in run_checks()]
-

@@ -22,7 +22,9 @@ def token(user) -> str:
     return str(RefreshToken.for_user(user).access_token)
 
 
-def post_all_at_once(url: str, requests: list[tuple[str, dict]]) -> list[tuple[int, dict]]:
+def post_all_at_once(
+    url: str, requests: list[tuple[str, dict]]
+) -> list[tuple[int, dict]]:
     """POST every (token, body) from its own thread, released together by a barrier."""
     barrier = threading.Barrier(len(requests))
 
@@ -31,7 +33,10 @@ def post_all_at_once(url: str, requests: list[tuple[str, dict]]) -> list[tuple[i
         request = urllib.request.Request(
             url,
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"},
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {bearer}",
+            },
             method="POST",
         )
         barrier.wait()
@@ -71,7 +76,8 @@ def test_concurrent_requests_of_one_patient_for_one_time_give_one_appointment(
     doctors = [make_doctor(make_user(f"dr-{n}"), name=f"Dr. {n}") for n in range(10)]
     bearer = token(patient)
     requests = [
-        (bearer, {"doctorId": d.id, "date": day.isoformat(), "timeSlot": "11:00"}) for d in doctors
+        (bearer, {"doctorId": d.id, "date": day.isoformat(), "timeSlot": "11:00"})
+        for d in doctors
     ]
 
     results = post_all_at_once(f"{live_server.url}/api/appointments", requests)

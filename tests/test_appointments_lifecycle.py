@@ -21,16 +21,22 @@ pytestmark = pytest.mark.django_db
 
 
 def events_of(appointment) -> list[OutboxEvent]:
-    return list(OutboxEvent.objects.filter(aggregateid=str(appointment.id)).order_by("seq"))
+    return list(
+        OutboxEvent.objects.filter(aggregateid=str(appointment.id)).order_by("seq")
+    )
 
 
 def reschedule(client, appointment, body: dict):
-    return client.post(f"/api/appointments/{appointment.id}/reschedule", body, format="json")
+    return client.post(
+        f"/api/appointments/{appointment.id}/reschedule", body, format="json"
+    )
 
 
 @pytest.fixture
 def booked(patient, doctor):
-    return appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
+    return appointment_book(
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
+    )
 
 
 @pytest.fixture
@@ -45,7 +51,10 @@ def test_cancel_emits_cancelled_event_in_same_transaction(patient_client, booked
     booked.refresh_from_db()
     assert booked.status == "cancelled"
     booked_event, cancelled = events_of(booked)
-    assert (booked_event.type, cancelled.type) == ("appointment.booked", "appointment.cancelled")
+    assert (booked_event.type, cancelled.type) == (
+        "appointment.booked",
+        "appointment.cancelled",
+    )
     assert cancelled.payload["status"] == "cancelled"
     assert cancelled.payload["cancelledBy"] == "patient"
     assert cancelled.key == str(booked.id)
@@ -64,9 +73,14 @@ def test_reschedule_moves_frees_old_slot_and_emits_old_and_new_slot(
     patient_client, other_patient, doctor, booked
 ):
     new_day = next_weekday(days_ahead=14)
-    response = reschedule(patient_client, booked, {"date": new_day.isoformat(), "timeSlot": "2:30 PM"})
+    response = reschedule(
+        patient_client, booked, {"date": new_day.isoformat(), "timeSlot": "2:30 PM"}
+    )
     assert response.status_code == 200, response.content
-    assert (response.json()["date"], response.json()["timeSlot"]) == (new_day.isoformat(), "14:30")
+    assert (response.json()["date"], response.json()["timeSlot"]) == (
+        new_day.isoformat(),
+        "14:30",
+    )
     assert response.json()["status"] == "booked"
 
     *_, moved = events_of(booked)
@@ -99,7 +113,9 @@ def test_reschedule_to_a_taken_slot_is_409_and_changes_nothing(
     taken = appointment_book(
         patient=other_patient, doctor=doctor, date=booked.date, time_slot=time(11)
     )
-    response = reschedule(patient_client, booked, {"date": taken.date.isoformat(), "timeSlot": "11:00"})
+    response = reschedule(
+        patient_client, booked, {"date": taken.date.isoformat(), "timeSlot": "11:00"}
+    )
     assert response.status_code == 409
     booked.refresh_from_db()
     assert booked.time_slot == time(10)
@@ -107,7 +123,9 @@ def test_reschedule_to_a_taken_slot_is_409_and_changes_nothing(
 
 
 def test_reschedule_checks_the_same_rules_as_booking(patient_client, booked):
-    response = reschedule(patient_client, booked, {"date": booked.date.isoformat(), "timeSlot": "10:10"})
+    response = reschedule(
+        patient_client, booked, {"date": booked.date.isoformat(), "timeSlot": "10:10"}
+    )
     assert response.status_code == 400
     assert "timeSlot" in response.json()["errors"]
     response = reschedule(patient_client, booked, {"date": "2001-01-01"})
@@ -116,9 +134,13 @@ def test_reschedule_checks_the_same_rules_as_booking(patient_client, booked):
 
 
 def test_reschedule_to_its_own_slot_is_400(patient_client, booked):
-    response = reschedule(patient_client, booked, {"date": booked.date.isoformat(), "timeSlot": "10:00"})
+    response = reschedule(
+        patient_client, booked, {"date": booked.date.isoformat(), "timeSlot": "10:00"}
+    )
     assert response.status_code == 400
-    assert response.json()["errors"] == {"timeSlot": ["The appointment is already in this slot."]}
+    assert response.json()["errors"] == {
+        "timeSlot": ["The appointment is already in this slot."]
+    }
 
 
 def test_complete_and_no_show_by_the_doctor_emit_their_events(
@@ -189,7 +211,10 @@ def test_service_reads_the_locked_row_not_a_stale_instance(patient, booked):
     appointment_cancel(appointment=booked, by=patient)
     with pytest.raises(Conflict):
         appointment_reschedule(
-            appointment=stale, by=patient, date=next_weekday(days_ahead=21), time_slot=time(9)
+            appointment=stale,
+            by=patient,
+            date=next_weekday(days_ahead=21),
+            time_slot=time(9),
         )
 
 
@@ -198,7 +223,10 @@ def test_events_of_one_appointment_are_in_transition_order(patient, doctor, staf
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9)
     )
     appointment = appointment_reschedule(
-        appointment=appointment, by=patient, date=next_weekday(days_ahead=14), time_slot=time(15)
+        appointment=appointment,
+        by=patient,
+        date=next_weekday(days_ahead=14),
+        time_slot=time(15),
     )
     appointment_cancel(appointment=appointment, by=staff)
     events = events_of(appointment)
@@ -217,11 +245,16 @@ def test_staff_completes_any_appointment(patient, doctor, staff):
 
 def test_no_show_service_sets_no_show(patient, doctor):
     started = past_appointment(patient=patient, doctor=doctor)
-    assert appointment_mark_no_show(appointment=started, by=doctor.user).status == "no_show"
+    assert (
+        appointment_mark_no_show(appointment=started, by=doctor.user).status
+        == "no_show"
+    )
 
 
 def test_full_booking_then_list_shows_it(patient_client, doctor):
-    response = patient_client.post("/api/appointments", booking(doctor, next_weekday()), format="json")
+    response = patient_client.post(
+        "/api/appointments", booking(doctor, next_weekday()), format="json"
+    )
     assert response.status_code == 201
     listed = patient_client.get("/api/appointments").json()
     assert [a["id"] for a in listed["results"]] == [response.json()["id"]]

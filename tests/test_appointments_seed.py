@@ -35,9 +35,9 @@ def test_seed_demo_gives_dr_smith_weekdays_9_to_17_and_runs_twice():
 
     smith = Doctor.objects.get(name="Dr. Smith")
     assert smith.slot_minutes == 30
-    assert [(h.weekday, h.start, h.end) for h in smith.working_hours.order_by("weekday")] == [
-        (day, time(9), time(17)) for day in range(5)
-    ]
+    assert [
+        (h.weekday, h.start, h.end) for h in smith.working_hours.order_by("weekday")
+    ] == [(day, time(9), time(17)) for day in range(5)]
 
     # the seed's own request, verbatim, books with the seeded doctor as the demo patient
     from django.contrib.auth import get_user_model

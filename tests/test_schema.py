@@ -12,7 +12,10 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    positive_data_acceptance,
+)
 
 from appointments.models import Doctor
 from appointments.services import appointment_book
@@ -45,8 +48,12 @@ def demo(settings):
     alice = get_user_model().objects.get(username="alice")
     smith = Doctor.objects.get(name="Dr. Smith")
     appointments = [
-        appointment_book(patient=alice, doctor=smith, date=next_weekday(), time_slot=time(9)),
-        appointment_book(patient=alice, doctor=smith, date=next_weekday(14), time_slot=time(16)),
+        appointment_book(
+            patient=alice, doctor=smith, date=next_weekday(), time_slot=time(9)
+        ),
+        appointment_book(
+            patient=alice, doctor=smith, date=next_weekday(14), time_slot=time(16)
+        ),
         past_appointment(patient=alice, doctor=smith),
     ]
     notifications = [
@@ -60,7 +67,9 @@ def demo(settings):
         for a in appointments
     ]
     response = APIClient().post(
-        "/api/auth/token", {"username": "alice", "password": "healthcare-demo"}, format="json"
+        "/api/auth/token",
+        {"username": "alice", "password": "healthcare-demo"},
+        format="json",
     )
     return {
         "token": response.json()["access"],
@@ -89,7 +98,12 @@ def aim_at_known_ids(case, known: dict) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 def test_api_as_the_demo_patient(case, demo, keep_test_connection):
     aim_at_known_ids(case, demo)
     case.call_and_validate(
@@ -108,6 +122,8 @@ def test_schema_and_swagger_ui_are_served():
     response = APIClient().get("/api/schema/?format=json")
     assert response.status_code == 200
     paths = response.json()["paths"]
-    assert {"/api/appointments/{id}/reschedule/", "/api/doctors/{id}/slots/"} <= set(paths)
+    assert {"/api/appointments/{id}/reschedule/", "/api/doctors/{id}/slots/"} <= set(
+        paths
+    )
     assert response.json()["openapi"].startswith("3.")
     assert APIClient().get("/api/docs/").status_code == 200
