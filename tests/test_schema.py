@@ -102,6 +102,7 @@ def aim_at_known_ids(case, known: dict) -> None:
     max_examples=40,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=list(HealthCheck),
 )
 def test_api_as_the_demo_patient(case, demo, keep_test_connection):
