@@ -1,14 +1,18 @@
 """API plumbing shared by every app: one exception handler, shared fields."""
 
 import logging
+import re
 from datetime import datetime, time
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
-from drf_spectacular.utils import extend_schema_field
+from django.http import Http404, JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from healthcare.errors import ApplicationError
@@ -20,7 +24,9 @@ def _first_message(errors) -> str:
     if isinstance(errors, dict):
         for field, value in errors.items():
             message = _first_message(value)
-            return message if field == "non_field_errors" else f"{field}: {message}"
+            if field == api_settings.NON_FIELD_ERRORS_KEY:
+                return message
+            return f"{field}: {message}"
     if isinstance(errors, list) and errors:
         return _first_message(errors[0])
     return str(errors)
@@ -35,24 +41,33 @@ def exception_handler(exc, context):
         return Response(body, status=exc.status)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+            exc.message_dict
+            if hasattr(exc, "error_dict")
+            else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
     if response is None:
-        logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
+        logger.exception(
+            "unhandled error in %s", context.get("view").__class__.__name__
+        )
         return Response(
             {"detail": "Internal error; it has been logged."},
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, exceptions.ValidationError):
-        errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        errors = response.data
+        if not isinstance(errors, dict):
+            errors = {api_settings.NON_FIELD_ERRORS_KEY: errors}
         response.data = {"detail": _first_message(errors), "errors": errors}
     return response
 
 
-@extend_schema_field({"type": "string", "example": "10:00 AM"})
+TIME_PATTERN = r"^\s*[0-9]{1,2}(:[0-5][0-9]){0,2}\s*([AaPp][Mm])?\s*$"
+
+
+@extend_schema_field({"type": "string", "pattern": TIME_PATTERN, "example": "10:00"})
 class TimeSlotField(serializers.Field):
     """A time of day given as ``10:00``, ``10:00:00`` or ``10:00 AM``; rendered ``HH:MM``."""
 
@@ -62,7 +77,7 @@ class TimeSlotField(serializers.Field):
     }
 
     def to_internal_value(self, data) -> time:
-        if isinstance(data, str):
+        if isinstance(data, str) and re.fullmatch(TIME_PATTERN, data):
             text = data.strip().upper()
             for fmt in self.FORMATS:
                 try:
@@ -79,3 +94,79 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "pageSize"
     max_page_size = 500
+
+    def get_page_size(self, request) -> int:
+        """``pageSize`` if given (at most 500); anything but a positive integer is a 400."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or int(raw) < 1:
+            raise exceptions.ValidationError(
+                {"pageSize": ["A positive whole number is required."]}
+            )
+        return min(int(raw), self.max_page_size)
+
+
+# -- errors in the schema, and for URLs no view matches ------------------------------
+
+
+class ErrorOutput(serializers.Serializer):
+    """Every 4xx answer: a message, and for invalid input the messages per field."""
+
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+    status = serializers.CharField(
+        required=False, help_text="The current state, on a 409 from a state change."
+    )
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input; `errors` names each field.",
+    401: "No valid token.",
+    403: "Not allowed for this role.",
+    404: "Not found, not yours, or a page past the end.",
+    409: "Conflicts with the current state (a taken slot, a finished appointment).",
+    429: "Too many requests; retry after the Retry-After header.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """Schema entries for the error answers an endpoint can give."""
+    return {
+        code: OpenApiResponse(ErrorOutput, description=ERROR_DESCRIPTIONS[code])
+        for code in codes
+    }
+
+
+def not_found(request, exception=None):
+    """A JSON 404 for any URL that matches no view (API clients never see HTML)."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def query_params(serializer_class, request) -> dict:
+    """Validate a request's query string with a serializer; bad values answer 400."""
+    # A plain dict, not the QueryDict: an empty value is then invalid, not "absent".
+    data = serializer_class(data=request.query_params.dict())
+    data.is_valid(raise_exception=True)
+    return data.validated_data
+
+
+# -- throttling --------------------------------------------------------------------
+
+
+class AuthRateThrottle(SimpleRateThrottle):
+    """Limit the auth endpoints per client address (settings.AUTH_THROTTLE_RATE)."""
+
+    scope = "auth"
+
+    def get_rate(self) -> str:
+        # Read at request time (not import time) so that a changed setting applies.
+        return settings.AUTH_THROTTLE_RATE
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {
+            "scope": self.scope,
+            "ident": self.get_ident(request),
+        }

@@ -6,7 +6,9 @@ class ApplicationError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, *, field: str | None = None, extra: dict | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, extra: dict | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.field = field
@@ -19,3 +21,7 @@ class NotFound(ApplicationError):
 
 class Conflict(ApplicationError):
     status = 409
+
+
+class Forbidden(ApplicationError):
+    status = 403

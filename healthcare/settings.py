@@ -5,6 +5,7 @@ malformed value stops start-up with a message naming the variable.
 """
 
 import hashlib
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -273,3 +274,16 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# Appointments: booking rules and API limits.
+REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"] = "nonFieldErrors"  # camelCase like every other key
+BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 365, minimum=1)
+# Requests per client address to the auth endpoints (register, token, refresh).
+AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/minute")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUTH_THROTTLE_RATE):
+    raise ImproperlyConfigured(
+        f"AUTH_THROTTLE_RATE={AUTH_THROTTLE_RATE!r} is not a rate like 20/minute."
+    )
+# Bench-only (bench/api.py): skip the outbox write to measure what it costs. Never set
+# it anywhere else: with it, appointment changes publish no events.
+OUTBOX_BENCH_DISABLE = env_bool("OUTBOX_BENCH_DISABLE", False)

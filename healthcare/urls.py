@@ -1,11 +1,31 @@
 from django.contrib import admin
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from appointments.api import AppointmentDetailApi, AppointmentListCreateApi, DoctorListApi
+from appointments.api import (
+    AppointmentCancelApi,
+    AppointmentCompleteApi,
+    AppointmentDetailApi,
+    AppointmentListCreateApi,
+    AppointmentNoShowApi,
+    AppointmentRescheduleApi,
+    DoctorDetailApi,
+    DoctorListApi,
+    DoctorSlotsApi,
+    RegisterApi,
+    TokenApi,
+    TokenRefreshApi,
+)
 from healthcare import health, metrics, pipeline
-from notifications.api import NotificationListApi
+from notifications.api import (
+    NotificationListApi,
+    NotificationReadApi,
+    NotificationUnreadCountApi,
+)
+
+HEX = "[0-9a-fA-F]"
+UUID = rf"(?P<pk>{HEX}{{8}}-?{HEX}{{4}}-?{HEX}{{4}}-?{HEX}{{4}}-?{HEX}{{12}})"
+INT = r"(?P<pk>[0-9]{1,18})"
 
 
 def api(route: str, view, name: str):
@@ -14,16 +34,43 @@ def api(route: str, view, name: str):
 
 
 urlpatterns = [
-    api("auth/token", TokenObtainPairView.as_view(), "token"),
-    api("auth/token/refresh", TokenRefreshView.as_view(), "token-refresh"),
+    api("auth/register", RegisterApi.as_view(), "register"),
+    api("auth/token", TokenApi.as_view(), "token"),
+    api("auth/token/refresh", TokenRefreshApi.as_view(), "token-refresh"),
     api("doctors", DoctorListApi.as_view(), "doctors"),
+    api(f"doctors/{INT}", DoctorDetailApi.as_view(), "doctor-detail"),
+    api(f"doctors/{INT}/slots", DoctorSlotsApi.as_view(), "doctor-slots"),
     api("appointments", AppointmentListCreateApi.as_view(), "appointments"),
+    api(f"appointments/{UUID}", AppointmentDetailApi.as_view(), "appointment-detail"),
     api(
-        r"appointments/(?P<pk>[0-9a-fA-F-]{36})",
-        AppointmentDetailApi.as_view(),
-        "appointment-detail",
+        f"appointments/{UUID}/cancel",
+        AppointmentCancelApi.as_view(),
+        "appointment-cancel",
+    ),
+    api(
+        f"appointments/{UUID}/reschedule",
+        AppointmentRescheduleApi.as_view(),
+        "appointment-reschedule",
+    ),
+    api(
+        f"appointments/{UUID}/complete",
+        AppointmentCompleteApi.as_view(),
+        "appointment-complete",
+    ),
+    api(
+        f"appointments/{UUID}/no-show",
+        AppointmentNoShowApi.as_view(),
+        "appointment-no-show",
     ),
     api("notifications", NotificationListApi.as_view(), "notifications"),
+    api(
+        "notifications/unread-count",
+        NotificationUnreadCountApi.as_view(),
+        "notifications-unread-count",
+    ),
+    api(
+        f"notifications/{INT}/read", NotificationReadApi.as_view(), "notification-read"
+    ),
     api("schema", SpectacularAPIView.as_view(), "schema"),
     api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
     # Operations: probes and metrics answer with or without a trailing slash.
@@ -33,3 +80,5 @@ urlpatterns = [
     path("admin/pipeline/", admin.site.admin_view(pipeline.pipeline_view), name="admin-pipeline"),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "healthcare.api.not_found"

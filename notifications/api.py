@@ -1,15 +1,74 @@
-from rest_framework import generics
+"""The caller's notifications: list (optionally unread only), mark read, unread count."""
 
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from healthcare.api import error_responses, query_params
+from healthcare.errors import NotFound
 from notifications.models import Notification
-from notifications.serializers import NotificationOutput
+from notifications.serializers import (
+    NotificationFilterInput,
+    NotificationOutput,
+    UnreadCountOutput,
+)
+
+
+def notification_mark_read(*, user, notification_id: int) -> Notification:
+    """Mark one of the user's notifications read; marking it again keeps the first time."""
+    mine = Notification.objects.filter(recipient=user, pk=notification_id)
+    mine.filter(read_at__isnull=True).update(read_at=timezone.now())
+    try:
+        return mine.get()
+    except Notification.DoesNotExist:
+        raise NotFound("No notification with this id.") from None
 
 
 class NotificationListApi(generics.ListAPIView):
-    """The caller's notifications, newest first."""
-
     serializer_class = NotificationOutput
 
+    @extend_schema(
+        operation_id="notifications_list",
+        parameters=[NotificationFilterInput],
+        responses={200: NotificationOutput(many=True)} | error_responses(400, 401, 404),
+    )
+    def get(self, request, *args, **kwargs):
+        """The caller's notifications, newest first."""
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
-        return Notification.objects.filter(recipient=self.request.user).order_by(
-            "-created_at", "-id"
-        )
+        unread = query_params(NotificationFilterInput, self.request)["unread"]
+        notifications = Notification.objects.filter(
+            recipient=self.request.user
+        ).order_by("-created_at", "-id")
+        if unread is not None:
+            notifications = notifications.filter(read_at__isnull=unread)
+        return notifications
+
+
+class NotificationReadApi(APIView):
+    @extend_schema(
+        operation_id="notifications_read",
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
+        request=None,
+        responses={200: NotificationOutput} | error_responses(401, 404),
+    )
+    def post(self, request, pk: int):
+        """Mark one notification read."""
+        notification = notification_mark_read(user=request.user, notification_id=pk)
+        return Response(NotificationOutput(notification).data)
+
+
+class NotificationUnreadCountApi(APIView):
+    @extend_schema(
+        operation_id="notifications_unread_count",
+        responses={200: UnreadCountOutput} | error_responses(401),
+    )
+    def get(self, request):
+        """How many of the caller's notifications are unread."""
+        count = Notification.objects.filter(
+            recipient=request.user, read_at__isnull=True
+        ).count()
+        return Response(UnreadCountOutput({"unread": count}).data)

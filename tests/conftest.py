@@ -162,11 +162,17 @@ def make_user(django_user_model):
 
 @pytest.fixture
 def doctor(make_user):
-    from appointments.models import Doctor
+    """Dr. Smith, like the demo doctor: Monday to Friday 09:00-17:00, 30-minute slots."""
+    from datetime import time
 
-    return Doctor.objects.create(
+    from appointments.models import Doctor
+    from appointments.services import doctor_set_working_hours
+
+    doctor = Doctor.objects.create(
         user=make_user("dr-who"), name="Dr. Smith", specialty="General practice"
     )
+    doctor_set_working_hours(doctor=doctor, weekdays=range(5), start=time(9), end=time(17))
+    return doctor
 
 
 @pytest.fixture
@@ -194,3 +200,35 @@ def patient_client(patient):
 def plain_http_in_tests():
     """Tests run with DJANGO_DEBUG=0 (production settings) but speak plain HTTP."""
     django_settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True)
+def _fast_auth(settings):
+    """Cheap password hashing (users are made per test) and fresh rate-limit counters."""
+    from django.core.cache import cache
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+
+
+# -- roles for the appointment and API tests ---------------------------------------
+
+
+@pytest.fixture
+def other_patient(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user("clinic-staff", is_staff=True)
+
+
+@pytest.fixture
+def doctor_client(doctor):
+    return client_for(doctor.user)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return client_for(staff)
