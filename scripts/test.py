@@ -36,6 +36,8 @@ def run(label: str, database_url: str, extra: list[str]) -> int:
             "KAFKA_FETCH_WAIT_MAX_MS": "10",
             "OUTBOX_POLL_INTERVAL_MS": "100",
             "LOG_FORMAT": "text",
+            # production settings (DEBUG off) but plain HTTP inside the test process
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
         }
     )
     print(f"\n=== tests on {label} ===", flush=True)

@@ -199,6 +199,7 @@ def test_log_format_json_writes_one_object_per_line_with_request_id(proc_env):
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "DEBUG",
             "DJANGO_ALLOWED_HOSTS": "testserver",
+            "DJANGO_SECURE_SSL_REDIRECT": "1",
         },
         capture_output=True,
         text=True,
