@@ -28,10 +28,13 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 DEMO_MODE = env_bool("DEMO_MODE", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+# No DATABASE_URL means the embedded SQLite file: a developer's machine, not production.
+LOCAL_DEV = not env_str("DATABASE_URL")
 if not SECRET_KEY:
-    if not (DEBUG or DEMO_MODE):
+    if not (DEBUG or DEMO_MODE or LOCAL_DEV):
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set (required unless DJANGO_DEBUG=1 or DEMO_MODE=1)."
+            "DJANGO_SECRET_KEY is not set (required with a DATABASE_URL, "
+            "unless DJANGO_DEBUG=1 or DEMO_MODE=1)."
         )
     SECRET_KEY = "insecure-dev-only-key-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")

@@ -49,7 +49,12 @@ def test_sasl_without_username_is_refused():
 
 
 def test_production_requires_a_secret_key():
-    result = manage_check(DJANGO_SECRET_KEY="", DJANGO_DEBUG="0", DEMO_MODE="0")
+    result = manage_check(
+        DJANGO_SECRET_KEY="",
+        DJANGO_DEBUG="0",
+        DEMO_MODE="0",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/healthcare",
+    )
     assert result.returncode == 2
     assert "DJANGO_SECRET_KEY" in result.stderr
 
