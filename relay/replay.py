@@ -2,6 +2,7 @@
 
 from django.db import transaction
 
+from relay.events import notify_relay
 from relay.models import OutboxEvent
 
 
@@ -12,7 +13,7 @@ def outbox_republish(*, events) -> int:
     They keep their ids (``seq`` and event UUID), so they go out in their original
     order and consumers recognise them as duplicates of what they already applied.
     """
-    return (
+    count = (
         OutboxEvent.objects.filter(pk__in=events.values("pk"))
         .published()
         .update(
@@ -24,3 +25,6 @@ def outbox_republish(*, events) -> int:
             last_error="",
         )
     )
+    if count:
+        notify_relay()
+    return count
