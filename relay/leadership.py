@@ -54,7 +54,6 @@ class PostgresLeadership:
         self.holder = holder or relay_identity()
         self.held: dict[int, int] = {}  # shard -> lease epoch
         self.conn = None
-        self.notified = False
         self._lost: list[int] = []
         self._next_heartbeat = 0.0
         self._next_acquire = 0.0
@@ -73,7 +72,6 @@ class PostgresLeadership:
                 "outbox-relay-control",
                 idle_session_timeout=f"{int(self.lease_timeout * 1000)}ms",
             )
-            conn.add_notify_handler(self._on_notify)
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (MEMBERS, self.shard_count))
         except Exception as exc:  # any failure to connect: stay a standby and retry
@@ -81,9 +79,6 @@ class PostgresLeadership:
             return False
         self.conn = conn
         return True
-
-    def _on_notify(self, notify) -> None:
-        self.notified = True
 
     def _lost_connection(self, exc) -> list[int]:
         lost = sorted(self.held)
@@ -201,23 +196,21 @@ class PostgresLeadership:
                 self._lost_connection(exc)
 
     # -- waiting -------------------------------------------------------------
-    def wait(self, timeout: float) -> bool:
-        """Sleep until a NOTIFY or the timeout; True if woken by a NOTIFY."""
-        if self.notified:
-            self.notified = False
-            return True
+    def wait(self, timeout: float, wake_fd: int) -> None:
+        """Sleep until a NOTIFY, ``wake_fd`` is readable, or the timeout."""
         if self.conn is None or self.conn.closed:
-            time.sleep(min(timeout, 0.2))
-            return False
+            select.select([wake_fd], [], [], min(timeout, 0.2))
+            return
         try:
-            readable, _, _ = select.select([self.conn.fileno()], [], [], timeout)
-            if readable:
+            # Notifications that came in during another query wait in a backlog.
+            if any(True for _ in self.conn.notifies(timeout=0)):
+                return
+            readable, _, _ = select.select([self.conn.fileno(), wake_fd], [], [], timeout)
+            if self.conn.fileno() in readable:
                 for _ in self.conn.notifies(timeout=0):
-                    self.notified = True
+                    pass
         except Exception as exc:
-            self._lost_connection(exc)
-        woken, self.notified = self.notified, False
-        return woken
+            self._lost += self._lost_connection(exc)
 
 
 class FileLeadership:
@@ -260,9 +253,8 @@ class FileLeadership:
         if not self.held:
             self.close()
 
-    def wait(self, timeout: float) -> bool:
-        time.sleep(timeout)
-        return False
+    def wait(self, timeout: float, wake_fd: int) -> None:
+        select.select([wake_fd], [], [], timeout)
 
     def close(self) -> None:
         self.held.clear()

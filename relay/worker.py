@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import queue
-import select
 import signal
 import threading
 import time
@@ -73,7 +72,7 @@ class Relay:
     stop_grace = 8.0  # seconds to flush and mark after SIGTERM (exit well within 10 s)
     rescan_interval = 1.0  # how often a busy relay looks for rows its cursor passed by
     light_load = 2000  # below this many rows in flight, every claim starts at the oldest
-    surplus_interval = 5.0
+    surplus_interval = 2.0
 
     def __init__(
         self,
@@ -253,7 +252,7 @@ class Relay:
         rows = self._claim(shards)
         if not rows:
             return False
-        if not self._await_commit(self.last_batch):
+        if not self._await_commit():
             return True  # the previous batch failed: claim again from the oldest row
         self._ensure_topics({row[2] for row in rows})
         batch = Batch()
@@ -369,8 +368,9 @@ class Relay:
             self._topics_ready |= missing
 
     # -- outcomes ----------------------------------------------------------
-    def _await_commit(self, batch: Batch | None) -> bool:
-        """Wait (heartbeating) until the previous batch's commit is known; False if it failed."""
+    def _await_commit(self) -> bool:
+        """Wait (heartbeating) until the last batch's commit is known; False if it failed."""
+        batch, self.last_batch = self.last_batch, None
         if batch is None:
             return True
         while not batch.committed.wait(0.2):
@@ -378,9 +378,9 @@ class Relay:
         return self._settle(batch)
 
     def _settle(self, batch: Batch) -> bool:
-        """Handle a batch's commit outcome once; False if any shard's commit failed."""
+        """Handle a batch's commit outcome once; False if it failed just now."""
         if batch.settled:
-            return all(part.error is None for part in batch.parts.values())
+            return True
         batch.settled = True
         ok = True
         for shard, part in batch.parts.items():
@@ -563,25 +563,12 @@ class Relay:
         """Sleep until a NOTIFY, a finished batch, a signal, or the timeout."""
         if not self.running:
             return
-        fds = [self._wake_r]
-        notify_fd = getattr(self.leadership, "conn", None)
-        if notify_fd is not None and not notify_fd.closed:
-            if self.leadership.notified:
-                self.leadership.notified = False
-                return
-            fds.append(notify_fd.fileno())
+        self.leadership.wait(min(timeout, 1.0), self._wake_r)
         try:
-            readable, _, _ = select.select(fds, [], [], min(timeout, 1.0))
-        except (OSError, ValueError):
-            return
-        if self._wake_r in readable:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
+            while os.read(self._wake_r, 4096):
                 pass
-        if len(fds) > 1 and fds[1] in readable:
-            self.leadership.wait(0)
+        except BlockingIOError:
+            pass
 
     def _shutdown(self) -> None:
         """Let the batches in hand commit and be marked, then let go of everything."""
