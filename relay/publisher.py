@@ -85,9 +85,7 @@ class Part:
         "shard",
         "epoch",
         "publisher",
-        "seqs",
-        "keys",
-        "attempts",
+        "rows",
         "partitions",
         "offsets",
         "errors",
@@ -96,19 +94,29 @@ class Part:
         "committed_at_monotonic",
     )
 
-    def __init__(self, shard: int, epoch: int, publisher: "ShardPublisher"):
+    def __init__(self, shard: int, epoch: int, publisher: "ShardPublisher", size: int):
         self.shard = shard
         self.epoch = epoch
         self.publisher = publisher
-        self.seqs: list[int] = []
-        self.keys: list[str] = []
-        self.attempts: list[int] = []
-        self.partitions: list[int] = []
-        self.offsets: list[int] = []
-        self.errors: list[tuple[int, KafkaError]] = []  # (index, delivery error)
+        self.rows: list[tuple] = []  # claimed rows (seq, bucket, topic, key, ...)
+        self.partitions = [-1] * size
+        self.offsets = [-1] * size
+        self.errors: list[tuple[int, KafkaError]] = []  # (index in rows, delivery error)
         self.error: KafkaError | None = None  # why the transaction failed
         self.committed_at: float | None = None  # wall clock, stored as published_at
         self.committed_at_monotonic: float | None = None
+
+    def send(self, row: tuple, headers) -> None:
+        """Produce one claimed row into this part's transaction."""
+        _, _, topic, key, payload = row[:5]
+        self.publisher.produce(
+            topic, payload.encode(), key.encode(), headers, partial(self.delivered, len(self.rows))
+        )
+        self.rows.append(row)
+
+    @property
+    def seqs(self) -> list[int]:
+        return [row[0] for row in self.rows]
 
     def delivered(self, index: int, err, msg) -> None:
         if err is None:
@@ -117,19 +125,10 @@ class Part:
         else:
             self.errors.append((index, err))
 
-    def add(self, seq: int, key: str, attempts: int):
-        """Register a row; returns its delivery callback."""
-        index = len(self.seqs)
-        self.seqs.append(seq)
-        self.keys.append(key)
-        self.attempts.append(attempts)
-        self.partitions.append(-1)
-        self.offsets.append(-1)
-        return partial(self.delivered, index)
-
-    def drop_last(self) -> None:
-        for values in (self.seqs, self.keys, self.attempts, self.partitions, self.offsets):
-            values.pop()
+    def acknowledged(self) -> tuple[list[int], list[int]]:
+        """Partitions and offsets of the rows, in row order."""
+        n = len(self.rows)
+        return self.partitions[:n], self.offsets[:n]
 
 
 class ShardPublisher:

@@ -56,9 +56,18 @@ class PostgresStore:
     @property
     def conn(self):
         if self._conn is None or self._conn.closed:
-            # Marks may be lost if PostgreSQL crashes right after a commit: the rows
-            # are then published again, which consumers already tolerate.
-            self._conn = pg_connect(self.application_name, synchronous_commit="off")
+            self._conn = pg_connect(
+                self.application_name,
+                # Marks may be lost if PostgreSQL crashes right after a commit: the rows
+                # are then published again, which consumers already tolerate.
+                synchronous_commit="off",
+                # Claims must walk the pending index in id order and marks must look
+                # rows up by primary key, even when the statistics are stale (a burst
+                # of inserts): never sort the whole backlog or scan the whole table.
+                enable_seqscan="off",
+                enable_bitmapscan="off",
+                enable_sort="off",
+            )
         return self._conn
 
     def close(self) -> None:

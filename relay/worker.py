@@ -95,6 +95,7 @@ class Relay:
         self.producer_overrides = producer_overrides or {}
         self.lease_timeout = lease_timeout or conf["LEASE_TIMEOUT_S"]
         self.max_backoff = conf["MAX_BACKOFF_S"]
+        self.max_in_flight = 4 * self.batch_size
         self.purge = purge
         self.message_timeout = settings.KAFKA["MESSAGE_TIMEOUT_MS"] / 1000
         self.holder = relay_identity()
@@ -187,6 +188,8 @@ class Relay:
         shards = self._publishable_shards()
         if not shards or time.monotonic() < self._broker_pause_until:
             return False
+        if len(self.in_flight) >= self.max_in_flight:
+            return False  # the marker is behind: wait for it (it wakes us)
         return self._publish(shards)
 
     def _drained(self) -> bool:
@@ -318,8 +321,9 @@ class Relay:
         blocked: set[str] = set()  # keys with a failed event: their later events wait
         broken: dict[int, object] = {}  # shards whose producer failed as a whole
         failures: dict[int, list] = {}
-        loads = json.loads
-        for seq, bucket, topic, key, payload, headers, attempts, _ in rows:
+        decode = json.JSONDecoder().raw_decode
+        for row in rows:
+            seq, bucket, _, key, _, headers, attempts, _ = row
             if blocked and key in blocked:
                 continue
             shard = bucket % count
@@ -330,15 +334,10 @@ class Relay:
                 if part is None:
                     publisher = publishers[shard]
                     publisher.begin()
-                    part = parts[shard] = Part(shard, leases[shard], publisher)
-                callback = part.add(seq, key, attempts)
-                part.publisher.produce(
-                    topic, payload.encode(), key.encode(), loads(headers), callback
-                )
+                    part = parts[shard] = Part(shard, leases[shard], publisher, len(rows))
+                part.send(row, decode(headers)[0])
             except KafkaException as exc:
                 err = exc.args[0]
-                if part is not None and part.seqs and part.seqs[-1] == seq:
-                    part.drop_last()
                 if DeliveryErrorPolicy.classify(err) is Outcome.RETRY_EVENT:
                     blocked.add(key)
                     failures.setdefault(shard, []).append((seq, key, attempts, err))
@@ -350,14 +349,14 @@ class Relay:
             part = parts.pop(shard, None)
             if part is not None:
                 part.publisher.abort()
-            self._publisher_failed(shard, err, len(part.seqs) if part else 0)
+            self._publisher_failed(shard, err, len(part.rows) if part else 0)
             self.cursor = 0
-        for shard in [s for s, p in parts.items() if not p.seqs]:
+        for shard in [s for s, p in parts.items() if not p.rows]:
             parts.pop(shard).publisher.abort()
         for shard, part in parts.items():
             part.publisher.producer.poll(0)
             self.in_flight.update(part.seqs)
-            self.in_flight_by_shard[shard] = self.in_flight_by_shard.get(shard, 0) + len(part.seqs)
+            self.in_flight_by_shard[shard] = self.in_flight_by_shard.get(shard, 0) + len(part.rows)
 
     def _ensure_topics(self, topics: set[str]) -> None:
         missing = topics - self._topics_ready
@@ -390,7 +389,7 @@ class Relay:
             self._forget(shard, part.seqs)
             outcome = DeliveryErrorPolicy.classify(part.error)
             event_errors = [
-                (part.seqs[i], part.keys[i], part.attempts[i], err)
+                (part.rows[i][0], part.rows[i][3], part.rows[i][6], err)
                 for i, err in part.errors
                 if DeliveryErrorPolicy.classify(err) is Outcome.RETRY_EVENT
             ]
@@ -402,7 +401,7 @@ class Relay:
                 if not part.publisher.ready:
                     self._publisher_failed(shard, part.error, 0)
             else:
-                self._publisher_failed(shard, part.error, len(part.seqs))
+                self._publisher_failed(shard, part.error, len(part.rows))
         if not ok:
             self.cursor = 0
         else:
@@ -478,13 +477,13 @@ class Relay:
                     # Acknowledged but not marked: they go out once more (consumers skip them).
                     logger.warning(
                         "relay: could not mark %d events of shard %d: %s",
-                        len(part.seqs),
+                        len(part.rows),
                         shard,
                         batch.mark_errors[shard],
                     )
                     self.cursor = 0
                 else:
-                    FAILED_ATTEMPTS.labels("fenced").inc(len(part.seqs))
+                    FAILED_ATTEMPTS.labels("fenced").inc(len(part.rows))
                     self._drop_shard(shard, "its lease moved to another relay")
 
     # -- committer and marker threads ----------------------------------------
@@ -536,12 +535,13 @@ class Relay:
 
     def _mark(self, store, batch: Batch, shard: int, part: Part) -> None:
         published_at = datetime.fromtimestamp(part.committed_at, UTC)
+        partitions, offsets = part.acknowledged()
         for attempt in range(3):
             try:
                 batch.marked[shard] = store.mark_published(
                     seqs=part.seqs,
-                    partitions=part.partitions,
-                    offsets=part.offsets,
+                    partitions=partitions,
+                    offsets=offsets,
                     shard=shard,
                     epoch=part.epoch,
                     published_at=published_at,

@@ -140,13 +140,10 @@ def test_stalled_leader_is_fenced_out_by_the_new_leader(broker, topic):
     assert ShardLease.objects.get(shard=0).epoch == epoch + 1
 
     # A wakes up and carries on with the rows it had claimed: the broker refuses them...
-    part = Part(0, epoch, publisher)
+    part = Part(0, epoch, publisher, len(rows))
     publisher.begin()
-    for seq, bucket, topic_name, key, payload, headers, attempts, _ in rows:
-        publisher.produce(
-            topic_name, payload.encode(), key.encode(), {"ce_id": "from-stalled-leader"},
-            part.add(seq, key, attempts),
-        )
+    for row in rows:
+        part.send(row, {"ce_id": "from-stalled-leader"})
     with pytest.raises(KafkaException) as refused:
         publisher.commit(deadline=time.monotonic() + 10)
     assert DeliveryErrorPolicy.classify(refused.value.args[0]) is Outcome.FENCED
