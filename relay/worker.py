@@ -169,7 +169,12 @@ class Relay:
                 except DATABASE_ERRORS as exc:
                     logger.warning("relay: database error, reconnecting: %s", exc)
                     self._reset_database()
+                    self.cursor = 0
                     self._wait(1.0)
+                    continue
+                except KafkaException as exc:  # e.g. topics cannot be checked or created
+                    self._broker_failed(exc.args[0], 0)
+                    self.cursor = 0
                     continue
                 if not worked:
                     if self.once and self._drained():
@@ -224,7 +229,7 @@ class Relay:
 
     def _start_publisher(self, shard: int, publisher: ShardPublisher) -> None:
         try:
-            publisher.start(timeout=2.0)
+            publisher.start(timeout=min(2.0, self.lease_timeout / 3))
         except KafkaException as exc:
             self._next_start[shard] = time.monotonic() + 2.0
             self._log_broker_problem(exc.args[0])
@@ -259,12 +264,13 @@ class Relay:
             return True  # the previous batch failed: claim again from the oldest row
         self._ensure_topics({row[2] for row in rows})
         batch = Batch()
-        self._produce(batch, rows)
-        if not batch.parts:
-            return False
-        self.last_batch = batch
-        self._commits.put(batch)
-        return True
+        failures = self._produce(batch, rows)
+        if batch.parts:
+            self.last_batch = batch
+            self._commits.put(batch)
+        for shard, failed in failures.items():
+            self._event_failures(shard, failed)
+        return bool(batch.parts or failures)
 
     def _claim(self, shards: list[int]) -> list:
         """Dispatchable rows in id order: not in flight, key not waiting for a retry."""
@@ -313,7 +319,7 @@ class Relay:
                 return seq - 1
         return after
 
-    def _produce(self, batch: Batch, rows: list) -> None:
+    def _produce(self, batch: Batch, rows: list) -> dict[int, list]:
         """Produce the rows into one transaction per shard; a row that cannot be produced backs off."""
         count = self.shard_count
         publishers, leases = self.publishers, self.leadership.held
@@ -332,7 +338,10 @@ class Relay:
             part = parts.get(shard)
             try:
                 if part is None:
-                    publisher = publishers[shard]
+                    publisher = publishers.get(shard)
+                    if publisher is None or not publisher.ready or shard not in leases:
+                        broken[shard] = None  # lost or handed over since the claim
+                        continue
                     publisher.begin()
                     part = parts[shard] = Part(shard, leases[shard], publisher, len(rows))
                 part.send(row, decode(headers)[0])
@@ -343,13 +352,12 @@ class Relay:
                     failures.setdefault(shard, []).append((seq, key, attempts, err))
                 else:
                     broken[shard] = err
-        for shard, failed in failures.items():
-            self._event_failures(shard, failed)
         for shard, err in broken.items():
             part = parts.pop(shard, None)
             if part is not None:
                 part.publisher.abort()
-            self._publisher_failed(shard, err, len(part.rows) if part else 0)
+            if err is not None:
+                self._publisher_failed(shard, err, len(part.rows) if part else 0)
             self.cursor = 0
         for shard in [s for s, p in parts.items() if not p.rows]:
             parts.pop(shard).publisher.abort()
@@ -357,13 +365,14 @@ class Relay:
             part.publisher.producer.poll(0)
             self.in_flight.update(part.seqs)
             self.in_flight_by_shard[shard] = self.in_flight_by_shard.get(shard, 0) + len(part.rows)
+        return failures
 
     def _ensure_topics(self, topics: set[str]) -> None:
         missing = topics - self._topics_ready
         if missing:
             if self._admin is None:
                 self._admin = AdminClient(kafka.admin_config())
-            kafka.ensure_topics(self._admin, sorted(missing), timeout=2)
+            kafka.ensure_topics(self._admin, sorted(missing), timeout=min(2.0, self.lease_timeout / 3))
             self._topics_ready |= missing
 
     # -- outcomes ----------------------------------------------------------
