@@ -84,23 +84,18 @@ class PostgresLeadership:
         lost = sorted(self.held)
         if lost:
             logger.warning("relay: leadership connection lost (%s); giving up shards %s", exc, lost)
-        self.held.clear()
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
-        self.conn = None
+        self.close()
         return lost
 
     def close(self) -> None:
+        """Close the control connection: PostgreSQL releases every lock it held."""
+        self.held.clear()
         if self.conn is not None:
             try:
                 self.conn.close()
             except Exception:
                 pass
         self.conn = None
-        self.held.clear()
 
     # -- leadership ----------------------------------------------------------
     def heartbeat(self) -> None:
