@@ -180,6 +180,9 @@ class Relay:
                     if self.once and self._drained():
                         break
                     self._wait(self.poll_interval)
+        except KeyboardInterrupt:  # a second Ctrl-C: leave now, unmarked rows go out again
+            self.stop_grace = 0.0
+            raise
         finally:
             self._shutdown()
         return self.published
