@@ -120,6 +120,7 @@ class Relay:
         self.cursor = 0
         self.frozen: dict[str, float] = {}  # key -> monotonic time its backoff ends
         self.last_batch: Batch | None = None
+        self._claimed_nothing = False
         self._admin = None
         self._topics_ready: set[str] = set()
         self._broker_pause_until = 0.0
@@ -201,7 +202,8 @@ class Relay:
         return self._publish(shards)
 
     def _drained(self) -> bool:
-        return bool(self._publishable_shards()) and not self.in_flight
+        """For --once: the last claim found nothing and nothing is in flight."""
+        return self._claimed_nothing and not self.in_flight
 
     # -- leadership --------------------------------------------------------
     def _maintain_leadership(self) -> None:
@@ -261,6 +263,7 @@ class Relay:
     # -- claim and produce -------------------------------------------------
     def _publish(self, shards: list[int]) -> bool:
         rows = self._claim(shards)
+        self._claimed_nothing = not rows
         if not rows:
             return False
         if not self._await_commit():
@@ -432,12 +435,17 @@ class Relay:
         epoch = self.leadership.held.get(shard)
         if epoch is None:
             return
-        recorded = self.store.record_failures(
-            failures=[(seq, str(err)) for seq, _, _, err in failed],
-            shard=shard,
-            epoch=epoch,
-            max_backoff=self.max_backoff,
-        )
+        try:
+            recorded = self.store.record_failures(
+                failures=[(seq, str(err)) for seq, _, _, err in failed],
+                shard=shard,
+                epoch=epoch,
+                max_backoff=self.max_backoff,
+            )
+        except DATABASE_ERRORS as exc:  # the keys stay held in memory; the count waits
+            logger.warning("relay: could not record failed attempts: %s", exc)
+            self.store.close()
+            return
         keys = {seq: key for seq, key, _, _ in failed}
         for seq, _, delay in recorded:
             self.frozen[keys[seq]] = now + delay
