@@ -16,10 +16,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from datetime import UTC, datetime
 
 from common import (
     ROOT,

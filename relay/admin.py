@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from relay.models import OutboxEvent
+from relay.models import OutboxEvent, ShardLease
 
 
 @admin.register(OutboxEvent)
@@ -21,6 +21,22 @@ class OutboxEventAdmin(admin.ModelAdmin):
     list_filter = ["type", "topic", ("published_at", admin.EmptyFieldListFilter)]
     search_fields = ["aggregateid", "=event_id"]
     date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ShardLease)
+class ShardLeaseAdmin(admin.ModelAdmin):
+    """Which relay leads which shard; the epoch grows by one at every takeover."""
+
+    list_display = ["shard", "holder", "epoch", "acquired_at"]
 
     def has_add_permission(self, request):
         return False

@@ -19,7 +19,8 @@ def test_sigterm_mid_drain_commits_and_marks_what_is_in_flight_and_exits_zero(
     keys = new_keys(500)
     enqueue_events(make_events(keys, 40))  # 20,000 events
     total = OutboxEvent.objects.count()
-    relay = start_process("run_relay", env={"OUTBOX_BATCH_SIZE": "200"})
+    # Small batches: one Kafka transaction per 20 events keeps it draining for a while.
+    relay = start_process("run_relay", env={"OUTBOX_BATCH_SIZE": "20"})
     assert wait_until(lambda: OutboxEvent.objects.published().exists(), timeout=30), relay.output
 
     relay.proc.send_signal(signal.SIGTERM)
