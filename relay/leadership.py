@@ -59,6 +59,7 @@ class PostgresLeadership:
         self._next_acquire = 0.0
         self._next_connect = 0.0
         self._last_conflict_log = 0.0
+        self._last_connect_log = 0.0
 
     # -- connection ---------------------------------------------------------
     def _connect(self) -> bool:
@@ -68,17 +69,27 @@ class PostgresLeadership:
             return False
         self._next_connect = time.monotonic() + 1.0
         try:
-            conn = pg_connect(
-                "outbox-relay-control",
-                idle_session_timeout=f"{int(self.lease_timeout * 1000)}ms",
-            )
+            conn = pg_connect("outbox-relay-control")
+            self._set_lease_timeout(conn)
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (MEMBERS, self.shard_count))
         except Exception as exc:  # any failure to connect: stay a standby and retry
-            logger.warning("relay: cannot reach PostgreSQL for leadership: %s", exc)
+            if time.monotonic() - self._last_connect_log >= 10:
+                self._last_connect_log = time.monotonic()
+                logger.warning("relay: cannot reach PostgreSQL for leadership: %s", exc)
             return False
         self.conn = conn
         return True
+
+    def _set_lease_timeout(self, conn) -> None:
+        """Let PostgreSQL end this session (and so free its locks) if the relay stalls."""
+        try:
+            conn.execute(f"SET idle_session_timeout = '{int(self.lease_timeout * 1000)}ms'")
+        except Exception:  # PostgreSQL before 14
+            logger.warning(
+                "relay: this PostgreSQL has no idle_session_timeout: a stalled relay keeps "
+                "its shards until its connection drops"
+            )
 
     def _lost_connection(self, exc) -> list[int]:
         lost = sorted(self.held)
