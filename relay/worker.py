@@ -290,6 +290,8 @@ class Relay:
                 self._next_rescan = now + self.rescan_interval
                 after = self._rescan(shards, after)
         limit = self.batch_size + (len(self.in_flight) if light else 0)
+        if len(self.frozen) > 1000:  # keys whose rows went away while they waited
+            self.frozen = {k: t for k, t in self.frozen.items() if t > now}
         in_flight, frozen = self.in_flight, self.frozen
         while True:
             rows = self.store.claim(
