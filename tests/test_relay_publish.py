@@ -95,3 +95,59 @@ def test_shards_split_keys_and_keep_each_key_in_order(broker, topic):
     assert len(records) == 200
     assert_complete_and_ordered(records)
     assert {row.bucket % 4 for row in OutboxEvent.objects.all()} == {0, 1, 2, 3}
+
+
+@pytest.fixture
+def busy_relay(monkeypatch):
+    """Make the relay behave as under a large backlog: walk forward with a cursor and
+    look back for rows it passed on every claim."""
+    from relay.worker import Relay
+
+    monkeypatch.setattr(Relay, "light_load", 0)
+    monkeypatch.setattr(Relay, "rescan_interval", 0.0)
+
+
+def test_busy_relay_keeps_key_order_with_its_cursor(broker, topic, busy_relay):
+    keys = new_keys(20)
+    enqueue_events(make_events(keys, 10))
+
+    assert run_relay_once(batch_size=23) == 200
+
+    records = read_topic(broker.address, topic, expect=200)
+    assert len(records) == 200
+    assert_complete_and_ordered(records)
+
+
+@pytest.mark.postgres_only
+def test_row_committed_late_behind_the_cursor_is_still_published(broker, topic, busy_relay):
+    import threading
+
+    from django.db import connection, transaction
+
+    from tests.conftest import wait_until
+    from tests.relay_support import relay_in_thread
+
+    enqueued, release = threading.Event(), threading.Event()
+
+    def late_commit():
+        try:
+            with transaction.atomic():  # takes its id now, commits after later ids
+                enqueue(make_events(new_keys(1), 1)[0])
+                enqueued.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=late_commit)
+    writer.start()
+    assert enqueued.wait(5)
+    with relay_in_thread(poll_interval=0.05):
+        enqueue_events(make_events(new_keys(10), 3))
+        assert wait_until(lambda: OutboxEvent.objects.published().count() == 30, timeout=20)
+        release.set()
+        writer.join()
+        assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=10)
+
+    records = read_topic(broker.address, topic, expect=31)
+    assert len(records) == 31
+    assert_complete_and_ordered(records)
