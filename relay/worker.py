@@ -135,6 +135,7 @@ class Relay:
         self._marks: queue.Queue = queue.Queue()
         self._results: queue.Queue = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._thread_error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -390,6 +391,8 @@ class Relay:
         if batch is None:
             return True
         while not batch.committed.wait(0.2):
+            if self._thread_error is not None:
+                self._collect()  # raises it
             self.leadership.heartbeat()
         return self._settle(batch)
 
@@ -479,6 +482,9 @@ class Relay:
 
     def _collect(self) -> None:
         """Take in the batches the marker finished."""
+        if self._thread_error is not None:
+            error, self._thread_error = self._thread_error, None
+            raise error
         while True:
             try:
                 batch = self._results.get_nowait()
@@ -522,22 +528,27 @@ class Relay:
         return deadline
 
     def _committer(self) -> None:
-        while True:
-            batch = self._commits.get()
-            if batch is None:
-                self._marks.put(None)
-                return
-            started = time.monotonic()
-            for part in batch.parts.values():
-                try:
-                    part.publisher.commit(self._commit_deadline(started))
-                    part.committed_at = time.time()
-                    part.committed_at_monotonic = time.monotonic()
-                except KafkaException as exc:
-                    part.error = exc.args[0]
-            batch.committed.set()
+        try:
+            while True:
+                batch = self._commits.get()
+                if batch is None:
+                    return
+                started = time.monotonic()
+                for part in batch.parts.values():
+                    try:
+                        part.publisher.commit(self._commit_deadline(started))
+                        part.committed_at = time.time()
+                        part.committed_at_monotonic = time.monotonic()
+                    except KafkaException as exc:
+                        part.error = exc.args[0]
+                batch.committed.set()
+                self._wake()
+                self._marks.put(batch)
+        except BaseException as exc:  # a bug or a crash: the main thread re-raises it
+            self._thread_error = exc
             self._wake()
-            self._marks.put(batch)
+        finally:
+            self._marks.put(None)
 
     def _marker(self) -> None:
         store = store_for_database("outbox-relay-mark")
@@ -546,16 +557,23 @@ class Relay:
                 batch = self._marks.get()
                 if batch is None:
                     return
-                for shard, part in batch.parts.items():
-                    if part.error is None:
-                        self._mark(store, batch, shard, part)
+                self._mark(batch, store)
                 self._results.put(batch)
                 self._wake()
+        except BaseException as exc:  # a bug or a crash: the main thread re-raises it
+            self._thread_error = exc
+            self._wake()
         finally:
             store.close()
             connection.close()
 
-    def _mark(self, store, batch: Batch, shard: int, part: Part) -> None:
+    def _mark(self, batch: Batch, store) -> None:
+        """Mark the rows of every shard whose transaction the broker acknowledged."""
+        for shard, part in batch.parts.items():
+            if part.error is None:
+                self._mark_part(store, batch, shard, part)
+
+    def _mark_part(self, store, batch: Batch, shard: int, part: Part) -> None:
         published_at = datetime.fromtimestamp(part.committed_at, UTC)
         partitions, offsets = part.acknowledged()
         for attempt in range(3):
@@ -601,8 +619,8 @@ class Relay:
             thread.join(max(0.1, deadline - time.monotonic()))
         try:
             self._collect()
-        except DATABASE_ERRORS:
-            pass
+        except BaseException as exc:  # already on the way out
+            logger.warning("relay: could not take in the last batches: %r", exc)
         unmarked = len(self.in_flight)
         if unmarked:
             logger.warning("relay: %d events unacknowledged at exit; they will be sent again", unmarked)

@@ -2,7 +2,6 @@
 
 import threading
 import time
-from datetime import date, timedelta
 from datetime import time as clock
 
 import pytest
@@ -13,6 +12,7 @@ from appointments.models import Appointment
 from appointments.services import appointment_book
 from relay.events import enqueue
 from relay.models import OutboxEvent
+from tests.test_flow import next_weekday
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
@@ -57,7 +57,7 @@ def two_concurrent_changes(appointment, *, lock: bool) -> tuple[list, list]:
 @pytest.fixture
 def appointment(patient, doctor):
     return appointment_book(
-        patient=patient, doctor=doctor, date=date.today() + timedelta(days=9), time_slot=clock(10)
+        patient=patient, doctor=doctor, date=next_weekday(), time_slot=clock(10)
     )
 
 

@@ -1,6 +1,6 @@
 """Retention (outbox_purge, and the relay's own purge) and replay (outbox_replay)."""
 
-from datetime import date, time, timedelta
+from datetime import time, timedelta
 from io import StringIO
 
 import pytest
@@ -16,6 +16,7 @@ from notifications.models import Notification
 from relay.models import OutboxEvent
 from tests.conftest import wait_until
 from tests.kafka_utils import read_topic
+from tests.test_flow import next_weekday
 from tests.relay_support import (
     assert_complete_and_ordered,
     enqueue_events,
@@ -79,7 +80,7 @@ def consumed_past(brokers: str, group: str, records) -> bool:
 def test_outbox_replay_republishes_a_range_in_order_and_consumers_skip_duplicates(
     patient, doctor, broker, topic, start_process, proc_env
 ):
-    when = date.today() + timedelta(days=10)
+    when = next_weekday()
     appointments = [
         appointment_book(patient=patient, doctor=doctor, date=when, time_slot=time(9 + i))
         for i in range(3)
