@@ -67,15 +67,13 @@ def transactional_id(shard: int) -> str:
     return f"{prefix}-shard-{shard}"
 
 
-def relay_producer_config(shard: int, **overrides) -> dict:
-    return kafka.producer_config(
-        **{
-            "transactional.id": transactional_id(shard),
-            "transaction.timeout.ms": max(60_000, settings.KAFKA["MESSAGE_TIMEOUT_MS"] + 10_000),
-            "queue.buffering.max.messages": 500_000,
-            **overrides,
-        }
-    )
+def shard_producer_settings(shard: int) -> dict:
+    """What a shard's producer adds to the shared producer configuration."""
+    return {
+        "transactional.id": transactional_id(shard),
+        "transaction.timeout.ms": max(60_000, settings.KAFKA["MESSAGE_TIMEOUT_MS"] + 10_000),
+        "queue.buffering.max.messages": 500_000,
+    }
 
 
 class Part:
@@ -136,7 +134,9 @@ class ShardPublisher:
 
     def __init__(self, shard: int, **overrides):
         self.shard = shard
-        self.producer = Producer(relay_producer_config(shard, **overrides))
+        self.producer = Producer(
+            kafka.producer_config(**(shard_producer_settings(shard) | overrides))
+        )
         self.ready = False
         self.in_transaction = False
 
