@@ -69,3 +69,35 @@ def env_brokers(name: str, default: str) -> str:
                 "(expected e.g. kafka1:9092,kafka2:9092)."
             )
     return ",".join(brokers)
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds in a duration such as ``7d``, ``36h``, ``90m``, ``30s`` or ``250ms``."""
+    value = raw.strip().lower()
+    for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if value.endswith(unit):
+            number = value[: -len(unit)]
+            break
+    else:
+        unit, number = "s", value
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a duration (e.g. 7d, 36h, 90m, 30s)") from None
+    if seconds < 0:
+        raise ValueError(f"{raw!r} must not be negative")
+    return seconds
+
+
+def env_duration(name: str, default: str) -> float:
+    """Read a duration (``7d``, ``36h``, ``90m``, ``30s``, ``250ms``) as seconds."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        raw = default
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}.") from None

@@ -16,6 +16,7 @@ from healthcare.env import (
     env_bool,
     env_brokers,
     env_choice,
+    env_duration,
     env_int,
     env_list,
     env_str,
@@ -189,12 +190,20 @@ OUTBOX = {
     "TOPICS": {"appointment": env_str("OUTBOX_APPOINTMENT_TOPIC", "appointments")},
     "PARTITIONS": env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1),
     "REPLICATION_FACTOR": env_int("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
-    # Keys are hashed into this many shards; each shard has one publishing leader.
+    # Relays split the keys into this many shards, each with one publishing leader
+    # (a relay setting: every relay of one database must use the same count).
     "SHARDS": env_int("OUTBOX_SHARDS", 1, minimum=1),
-    "BATCH_SIZE": env_int("OUTBOX_BATCH_SIZE", 500, minimum=1),
+    "BATCH_SIZE": env_int("OUTBOX_BATCH_SIZE", 5000, minimum=1),
     "POLL_INTERVAL_MS": env_int("OUTBOX_POLL_INTERVAL_MS", 1000, minimum=10),
-    "RETENTION_DAYS": env_int("OUTBOX_RETENTION_DAYS", 7, minimum=0),
     "MAX_BACKOFF_S": env_int("OUTBOX_MAX_BACKOFF_S", 300, minimum=1),
+    # Published rows older than this are purged (outbox_purge, and by the relay).
+    "RETENTION_S": env_duration("OUTBOX_RETENTION", "7d"),
+    "PURGE_INTERVAL_S": env_duration("OUTBOX_PURGE_INTERVAL", "10m"),
+    "PURGE_BATCH_SIZE": env_int("OUTBOX_PURGE_BATCH_SIZE", 5000, minimum=1),
+    # A leader that cannot reach PostgreSQL for this long loses its shards.
+    "LEASE_TIMEOUT_S": env_duration("OUTBOX_LEASE_TIMEOUT", "5s"),
+    # Prefix of the per-shard Kafka transactional.id (default: client id + database).
+    "TRANSACTIONAL_ID": env_str("OUTBOX_TRANSACTIONAL_ID"),
 }
 
 # Notification consumer.

@@ -1,10 +1,23 @@
 from django.contrib import admin
 
-from relay.models import OutboxEvent
+from relay.models import OutboxEvent, ShardLease
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Staff read these rows; only the relay writes them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdmin):
     """Outbox rows are history: staff read them, only the relay writes them."""
 
     list_display = [
@@ -22,11 +35,9 @@ class OutboxEventAdmin(admin.ModelAdmin):
     search_fields = ["aggregateid", "=event_id"]
     date_hierarchy = "created_at"
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(ShardLease)
+class ShardLeaseAdmin(ReadOnlyAdmin):
+    """Which relay leads which shard; the epoch grows by one at every takeover."""
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    list_display = ["shard", "holder", "epoch", "acquired_at"]

@@ -1,6 +1,5 @@
 """Build CloudEvents 1.0 records (Kafka binary content mode) and enqueue them."""
 
-import json
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -9,7 +8,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import connection
 
-from relay.models import OutboxEvent
+from relay.models import BUCKETS, OutboxEvent, uuid7
 
 NOTIFY_CHANNEL = "healthcare_outbox"
 
@@ -25,7 +24,7 @@ class Event:
     source: str
     subject: str = ""
     traceparent: str = ""
-    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = field(default_factory=uuid7)
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -36,10 +35,9 @@ def topic_for(aggregatetype: str) -> str:
     return settings.OUTBOX["TOPIC_PREFIX"] + topic
 
 
-def shard_for(key: str, shards: int | None = None) -> int:
-    """A stable shard for a key: every event of one key stays in one shard."""
-    count = shards or settings.OUTBOX.get("SHARDS", 1)
-    return zlib.crc32(key.encode()) % count if count > 1 else 0
+def bucket_for(key: str) -> int:
+    """A stable bucket for a key: every event of one key lands in one bucket."""
+    return zlib.crc32(key.encode()) % BUCKETS
 
 
 def cloudevent_headers(event: Event) -> dict[str, str]:
@@ -57,34 +55,48 @@ def cloudevent_headers(event: Event) -> dict[str, str]:
     return headers
 
 
-def enqueue(event: Event) -> OutboxEvent:
-    """Write the event to the outbox in the caller's transaction.
-
-    Must run inside ``transaction.atomic()``: the event exists if and only if the
-    change that caused it commits. On PostgreSQL a NOTIFY (delivered on commit)
-    wakes the relay at once.
-    """
-    if not connection.in_atomic_block:
-        raise RuntimeError("enqueue() must be called inside transaction.atomic().")
-    key = event.aggregateid
-    row = OutboxEvent.objects.create(
+def outbox_row(event: Event) -> OutboxEvent:
+    """The (unsaved) outbox row for an event."""
+    return OutboxEvent(
         event_id=event.event_id,
         aggregatetype=event.aggregatetype,
         aggregateid=event.aggregateid,
         type=event.type,
         topic=topic_for(event.aggregatetype),
-        key=key,
+        key=event.aggregateid,
         payload=event.data,
         headers=cloudevent_headers(event),
-        shard=shard_for(key),
+        bucket=bucket_for(event.aggregateid),
         created_at=event.time,
     )
+
+
+def enqueue(event: Event) -> OutboxEvent:
+    """Write the event to the outbox in the caller's transaction.
+
+    Must run inside ``transaction.atomic()``: the event exists if and only if the
+    change that caused it commits. The caller locks the aggregate's row first
+    (``select_for_update``), so the events of one aggregate get ``seq`` values in
+    commit order. On PostgreSQL a NOTIFY (delivered on commit) wakes the relay.
+    """
+    return enqueue_many([event])[0]
+
+
+def enqueue_many(events: list[Event]) -> list[OutboxEvent]:
+    """Write several events to the outbox in the caller's transaction, in order."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("enqueue() must be called inside transaction.atomic().")
+    rows = [outbox_row(event) for event in events]
+    if len(rows) == 1:
+        rows[0].save(force_insert=True)
+    else:
+        OutboxEvent.objects.bulk_create(rows, batch_size=1000)
+    notify_relay()
+    return rows
+
+
+def notify_relay() -> None:
+    """Wake the relays when the current transaction commits (PostgreSQL only)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(row.shard)])
-    return row
-
-
-def encode_payload(payload: dict) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])

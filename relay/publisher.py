@@ -1,0 +1,194 @@
+"""One transactional Kafka producer per shard, and the relay's delivery error policy.
+
+Each shard's producer has a ``transactional.id`` of its own. A new leader's
+``init_transactions()`` bumps the producer epoch, so the broker rejects anything a
+stalled former leader of the shard still tries to send (it is fenced), and every
+batch becomes visible to read_committed consumers all at once or not at all.
+"""
+
+import enum
+import time
+from functools import partial
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from django.conf import settings
+from django.db import connection
+
+from relay import kafka
+
+
+class Outcome(enum.Enum):
+    RETRY_EVENT = "retry the event later (backoff); its key waits, other keys flow"
+    RETRY_BATCH = "the broker is unavailable: retry the whole batch after a pause"
+    FENCED = "another relay leads this shard now: stop publishing it"
+
+
+class DeliveryErrorPolicy:
+    """The relay's one error policy: what a Kafka error means for the events."""
+
+    # The event itself cannot be written: back it off and hold its key.
+    EVENT = {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.TOPIC_EXCEPTION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._INVALID_ARG,
+        KafkaError._BAD_MSG,
+    }
+    # Someone else holds the shard's transactional.id with a newer epoch.
+    FENCED = {
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError._FENCED,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    }
+
+    @classmethod
+    def classify(cls, error: KafkaError) -> Outcome:
+        code = error.code()
+        if code in cls.FENCED:
+            return Outcome.FENCED
+        if code in cls.EVENT:
+            return Outcome.RETRY_EVENT
+        return Outcome.RETRY_BATCH
+
+
+def transactional_id(shard: int) -> str:
+    """The shard's transactional.id: the same in every relay of this database."""
+    prefix = settings.OUTBOX["TRANSACTIONAL_ID"] or (
+        f"{settings.KAFKA['CLIENT_ID']}-outbox-{connection.settings_dict['NAME']}"
+    )
+    return f"{prefix}-shard-{shard}"
+
+
+def shard_producer_settings(shard: int) -> dict:
+    """What a shard's producer adds to the shared producer configuration."""
+    return {
+        "transactional.id": transactional_id(shard),
+        "transaction.timeout.ms": max(60_000, settings.KAFKA["MESSAGE_TIMEOUT_MS"] + 10_000),
+        "queue.buffering.max.messages": 500_000,
+    }
+
+
+class Part:
+    """The rows of one batch that go to one shard, in one Kafka transaction."""
+
+    __slots__ = (
+        "shard",
+        "epoch",
+        "publisher",
+        "rows",
+        "partitions",
+        "offsets",
+        "errors",
+        "error",
+        "committed_at",
+        "committed_at_monotonic",
+    )
+
+    def __init__(self, shard: int, epoch: int, publisher: "ShardPublisher", size: int):
+        self.shard = shard
+        self.epoch = epoch
+        self.publisher = publisher
+        self.rows: list[tuple] = []  # claimed rows (seq, bucket, topic, key, ...)
+        self.partitions = [-1] * size
+        self.offsets = [-1] * size
+        self.errors: list[tuple[int, KafkaError]] = []  # (index in rows, delivery error)
+        self.error: KafkaError | None = None  # why the transaction failed
+        self.committed_at: float | None = None  # wall clock, stored as published_at
+        self.committed_at_monotonic: float | None = None
+
+    def send(self, row: tuple, headers) -> None:
+        """Produce one claimed row into this part's transaction."""
+        _, _, topic, key, payload = row[:5]
+        self.publisher.produce(
+            topic, payload.encode(), key.encode(), headers, partial(self.delivered, len(self.rows))
+        )
+        self.rows.append(row)
+
+    @property
+    def seqs(self) -> list[int]:
+        return [row[0] for row in self.rows]
+
+    def delivered(self, index: int, err, msg) -> None:
+        if err is None:
+            self.partitions[index] = msg.partition()
+            self.offsets[index] = msg.offset()
+        else:
+            self.errors.append((index, err))
+
+    def acknowledged(self) -> tuple[list[int], list[int]]:
+        """Partitions and offsets of the rows, in row order."""
+        n = len(self.rows)
+        return self.partitions[:n], self.offsets[:n]
+
+
+class ShardPublisher:
+    """The transactional producer of one shard led by this relay."""
+
+    def __init__(self, shard: int, **overrides):
+        self.shard = shard
+        self.producer = Producer(
+            kafka.producer_config(**(shard_producer_settings(shard) | overrides))
+        )
+        self.ready = False
+        self.in_transaction = False
+
+    def start(self, timeout: float) -> None:
+        """Fence every former producer of the shard (raises KafkaException if it cannot)."""
+        self.producer.init_transactions(timeout)
+        self.ready = True
+
+    def begin(self) -> None:
+        self.producer.begin_transaction()
+        self.in_transaction = True
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers, on_delivery) -> None:
+        producer = self.producer
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.01)
+
+    def commit(self, deadline: float) -> None:
+        """Commit the open transaction; on failure abort it and raise the KafkaException."""
+        try:
+            while True:
+                try:
+                    self.producer.commit_transaction(max(0.1, min(1.0, deadline - time.monotonic())))
+                    return
+                except KafkaException as exc:
+                    err = exc.args[0]
+                    if err.retriable() and time.monotonic() < deadline:
+                        continue
+                    raise
+        except KafkaException:
+            self.abort()
+            raise
+        finally:
+            self.in_transaction = False
+
+    def abort(self) -> None:
+        """Abort the open transaction; a producer that cannot is not used again."""
+        self.in_transaction = False
+        try:
+            self.producer.abort_transaction(2.0)
+        except KafkaException:
+            self.ready = False
+
+    def close(self) -> None:
+        """Drop what is queued and let go of the producer."""
+        self.ready = False
+        try:
+            self.producer.purge(in_queue=True, in_flight=False)
+            self.producer.flush(0)
+        except (KafkaException, RuntimeError):
+            pass

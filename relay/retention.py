@@ -1,0 +1,47 @@
+"""Retention: published outbox rows are deleted once they are older than OUTBOX_RETENTION."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from relay.models import OutboxEvent
+
+
+def outbox_purgeable(*, older_than: float | None = None):
+    """Published rows past the retention period (``older_than`` seconds, default setting)."""
+    seconds = settings.OUTBOX["RETENTION_S"] if older_than is None else older_than
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    # created_at bounds the scan by its index; a row is published after it is created.
+    return OutboxEvent.objects.filter(created_at__lt=cutoff, published_at__lt=cutoff)
+
+
+def outbox_purge_batch(*, older_than: float | None = None, batch_size: int | None = None) -> int:
+    """Delete one bounded batch of purgeable rows, oldest first; returns how many."""
+    size = batch_size or settings.OUTBOX["PURGE_BATCH_SIZE"]
+    with transaction.atomic():
+        seqs = list(
+            outbox_purgeable(older_than=older_than)
+            .order_by("created_at")
+            .values_list("seq", flat=True)[:size]
+        )
+        if not seqs:
+            return 0
+        deleted, _ = OutboxEvent.objects.filter(seq__in=seqs, published_at__isnull=False).delete()
+    return deleted
+
+
+def outbox_purge(
+    *, older_than: float | None = None, batch_size: int | None = None, on_batch=None
+) -> int:
+    """Delete every purgeable row in bounded batches (one transaction each)."""
+    size = batch_size or settings.OUTBOX["PURGE_BATCH_SIZE"]
+    total = 0
+    while True:
+        deleted = outbox_purge_batch(older_than=older_than, batch_size=size)
+        total += deleted
+        if on_batch is not None and deleted:
+            on_batch(total)
+        if deleted < size:
+            return total
