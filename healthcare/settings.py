@@ -234,3 +234,12 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
+
+# Notification email channel (sent by run_consumer's email thread, with retries).
+NOTIFICATION_EMAIL = {
+    "ENABLED": env_bool("NOTIFICATION_EMAIL_ENABLED", True),
+    "BATCH_SIZE": env_int("NOTIFICATION_EMAIL_BATCH_SIZE", 100, minimum=1),
+    "MAX_ATTEMPTS": env_int("NOTIFICATION_EMAIL_MAX_ATTEMPTS", 5, minimum=1),
+    "RETRY_SECONDS": env_int("NOTIFICATION_EMAIL_RETRY_SECONDS", 30, minimum=1),
+    "POLL_INTERVAL_MS": env_int("NOTIFICATION_EMAIL_POLL_INTERVAL_MS", 1000, minimum=10),
+}
