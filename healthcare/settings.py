@@ -236,6 +236,7 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
 
 # Notification email channel (sent by run_consumer's email thread, with retries).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 NOTIFICATION_EMAIL = {
     "ENABLED": env_bool("NOTIFICATION_EMAIL_ENABLED", True),
     "BATCH_SIZE": env_int("NOTIFICATION_EMAIL_BATCH_SIZE", 100, minimum=1),

@@ -66,7 +66,7 @@ class EmailSender:
         """New deliveries were committed: look now rather than at the next poll."""
         self._wake.set()
 
-    def stop(self, timeout: float = 5) -> None:
+    def stop(self, timeout: float = 3) -> None:
         self.running = False
         self._wake.set()
         if self._thread is not None:

@@ -2,10 +2,15 @@
 
 This is the Kafka protocol's own way (ListOffsets, then OffsetCommit through the
 admin API), so on Apache Kafka it is exact. Kafka refuses to change the offsets of
-a group that has live members (UNKNOWN_MEMBER_ID); so do we, before asking, unless
-forced. The broker used in tests (Tansu) answers ListOffsets wrongly for "latest"
-and for times (DESIGN.md section 9), so there the result is only as good as its
-answer; "earliest" is right.
+a group that has members (UNKNOWN_MEMBER_ID); so do we, before asking, unless
+forced. Forced, we join the group ourselves: the coordinator then drops members
+that are gone but not timed out yet (a SIGKILLed consumer); if we end up owning
+every partition, we commit as a member and leave. A member that is really alive
+keeps its partitions and the reset fails, naming them.
+
+The broker used in tests (Tansu) answers ListOffsets with a count of record
+batches (DESIGN.md section 9): "earliest" is right there, "latest" and times only
+when every batch holds one record.
 """
 
 import time
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
@@ -110,25 +116,22 @@ def group_offsets_reset(
 ) -> list[PartitionReset]:
     """Commit the target offsets for every partition of ``topics`` in ``group``.
 
-    Refused (GroupHasMembers) while the group has live members, unless ``force``:
-    then the change is retried until the broker accepts it, which it does once the
-    members are gone (a killed consumer stays a member until its session times out).
+    Refused (GroupHasMembers) while the group has members, unless ``force``.
     """
     admin = admin or AdminClient(kafka.admin_config())
-    if not force:
-        live = group_live_members(admin, group, timeout)
-        if live != 0:
-            raise GroupHasMembers(
-                f"group {group} has {live or 'some'} live member(s); stop its consumers "
-                "first, or use --force to wait until the broker lets the offsets change"
-            )
+    live = group_live_members(admin, group, timeout)
+    if live != 0 and not force:
+        raise GroupHasMembers(
+            f"group {group} has {live or 'some'} live member(s); stop its consumers first "
+            "(--force takes over members that are gone but not timed out yet)"
+        )
     partitions = _partitions(admin, topics, timeout)
     before = _committed(admin, group, partitions, timeout)
     after = _target_offsets(admin, partitions, target, timeout)
-    deadline = time.monotonic() + (
-        settings.KAFKA["SESSION_TIMEOUT_MS"] / 1000 + timeout if force else 0
-    )
-    _alter(admin, group, after, deadline, timeout)
+    if live == 0:
+        _alter(admin, group, after, timeout)
+    else:
+        _commit_as_member(group, topics, after)
     return [
         PartitionReset(tp.topic, tp.partition, before.get((tp.topic, tp.partition)), tp.offset)
         for tp in after
@@ -173,16 +176,36 @@ def _list_offsets(admin, specs, timeout) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
 
-def _alter(admin, group, offsets: list[TopicPartition], deadline: float, timeout) -> None:
-    while True:
-        request = ConsumerGroupTopicPartitions(group, offsets)
-        try:
-            result = admin.alter_consumer_group_offsets([request], request_timeout=timeout)
-            errors = [tp.error for tp in result[group].result().topic_partitions if tp.error]
-        except KafkaException as exc:
-            errors = [exc.args[0]]
-        if not errors:
-            return
-        if errors[0].code() not in _GROUP_BUSY or time.monotonic() >= deadline:
-            raise OffsetResetFailed(f"the broker refused the new offsets: {errors[0]}")
-        time.sleep(0.5)
+def _alter(admin, group, offsets: list[TopicPartition], timeout) -> None:
+    request = ConsumerGroupTopicPartitions(group, offsets)
+    try:
+        result = admin.alter_consumer_group_offsets([request], request_timeout=timeout)
+        errors = [tp.error for tp in result[group].result().topic_partitions if tp.error]
+    except KafkaException as exc:
+        errors = [exc.args[0]]
+    if errors:
+        hint = " (a member joined meanwhile)" if errors[0].code() in _GROUP_BUSY else ""
+        raise OffsetResetFailed(f"the broker refused the new offsets{hint}: {errors[0]}")
+
+
+def _commit_as_member(group: str, topics: list[str], offsets: list[TopicPartition]) -> None:
+    """Join the group, wait to own every partition, commit the offsets, leave."""
+    wanted = {(tp.topic, tp.partition) for tp in offsets}
+    owned: set[tuple[str, int]] = set()
+    consumer = Consumer(kafka.consumer_config(group))
+    consumer.subscribe(
+        topics,
+        on_assign=lambda c, ps: owned.update((p.topic, p.partition) for p in ps),
+        on_revoke=lambda c, ps: owned.difference_update((p.topic, p.partition) for p in ps),
+    )
+    # Gone members are dropped within a session timeout; the join takes a while too.
+    deadline = time.monotonic() + 2 * settings.KAFKA["SESSION_TIMEOUT_MS"] / 1000 + 15
+    try:
+        while owned != wanted:
+            if time.monotonic() > deadline:
+                held = ", ".join(f"{t}[{p}]" for t, p in sorted(wanted - owned))
+                raise OffsetResetFailed(f"live members still hold {held}; stop them first")
+            consumer.poll(0.2)  # records it returns are not processed nor committed
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()

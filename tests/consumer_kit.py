@@ -1,12 +1,20 @@
 """Helpers for the consumer tests: CloudEvents records straight onto a topic, counts."""
 
 import json
+import socketserver
+import threading
+import time
 import uuid
 import urllib.request
 from datetime import UTC, datetime
 
+import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from django.db.models import Count
+
+from notifications.models import Notification, ProcessedEvent
+from relay.kafka import ensure_topics
 
 
 def event_record(
@@ -47,12 +55,38 @@ def event_record(
     }
 
 
+class Record:
+    """What the consumer reads from Kafka: the parts apply_events looks at."""
+
+    def __init__(self, record: dict, offset: int):
+        self._record, self._offset = record, offset
+
+    def headers(self):
+        return self._record["headers"]
+
+    def value(self):
+        return self._record["value"]
+
+    def key(self):
+        return self._record["key"]
+
+    def topic(self):
+        return "appointments"
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._offset
+
+
 def event_id_of(record: dict) -> str:
     return dict(record["headers"])["ce_id"].decode()
 
 
 def produce(brokers: str, topic: str, records: list[dict], *, one_per_request=False) -> None:
-    """Produce and wait for every acknowledgement."""
+    """Produce and wait for every acknowledgement (the topic made as run_relay makes it)."""
+    ensure_topics(AdminClient({"bootstrap.servers": brokers}), [topic])
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 2})
     failures = []
     for r in records:
@@ -91,3 +125,81 @@ def metric_value(text: str, name: str) -> float:
         if line.startswith(name) and line[len(name)] in " {":
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+@pytest.fixture
+def people(make_user):
+    """Two patients and two doctors' users (import this fixture into a test module)."""
+    return [make_user() for _ in range(4)]
+
+
+def stream_of(people, n: int) -> list[dict]:
+    """n events alternating between the patients and the doctors of ``people``."""
+    return [
+        event_record(patient_id=people[i % 2].id, doctor_user_id=people[2 + i % 2].id)
+        for i in range(n)
+    ]
+
+
+def assert_exactly_once(records: list[dict]) -> None:
+    """One inbox row per event; one notification per event and recipient, no other."""
+    expected = {event_id_of(r) for r in records}
+    assert ProcessedEvent.objects.count() == len(expected)
+    per_event = dict(
+        Notification.objects.values_list("event_id").annotate(n=Count("id")).order_by()
+    )
+    assert {str(e) for e in per_event} == expected
+    assert set(per_event.values()) == {2}
+    pairs = Notification.objects.values_list("event_id", "recipient_id")
+    assert len(set(pairs)) == len(pairs) == 2 * len(expected)
+
+
+def produce_slowly(brokers: str, topic: str, records: list[dict], per_second=300) -> None:
+    """Produce in small steps at about per_second, so the stream spans what a test does."""
+    step = max(1, per_second // 10)
+    for start in range(0, len(records), step):
+        produce(brokers, topic, records[start : start + step])
+        time.sleep(0.1)
+
+
+class SmtpServer:
+    """A minimal SMTP server on a port: accepts every message and keeps it."""
+
+    def __init__(self, port: int):
+        self.messages: list[dict] = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.wfile.write(b"220 test ESMTP\r\n")
+                message = {"to": [], "data": b""}
+                while line := self.rfile.readline():
+                    command = line.strip().upper()
+                    if command.startswith(b"RCPT TO:"):
+                        message["to"].append(line.strip()[8:].strip(b" <>").decode())
+                    if command == b"DATA":
+                        self.wfile.write(b"354 go ahead\r\n")
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            message["data"] += chunk
+                        outer.messages.append(message)
+                        message = {"to": [], "data": b""}
+                        self.wfile.write(b"250 queued\r\n")
+                    elif command == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    elif command.startswith(b"EHLO"):
+                        self.wfile.write(b"250-test\r\n250 OK\r\n")
+                    else:
+                        self.wfile.write(b"250 OK\r\n")
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

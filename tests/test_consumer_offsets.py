@@ -1,0 +1,141 @@
+"""run_consumer --reset-offsets earliest|latest|<ISO datetime> [--force].
+
+The broker here (Tansu) answers ListOffsets with a count of record batches instead
+of an offset (DESIGN.md section 9). Where a test needs "latest" or a time, it
+produces one record per request, so that batches and records coincide and the
+broker's answer is the true offset; that checks our side (the request, the
+arithmetic, the commit) without depending on the bug.
+"""
+
+import re
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from notifications.models import Notification, ProcessedEvent
+from tests.conftest import wait_until
+from tests.consumer_kit import (
+    committed_offsets,
+    people,  # noqa: F401  (fixture)
+    produce,
+    stream_of,
+)
+from tests.kafka_utils import read_topic
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CONSUME = ("run_consumer", "--batch-size", "10", "--no-email")
+
+
+def reset(start_process, target: str, *extra: str):
+    proc = start_process("run_consumer", "--reset-offsets", target, *extra, name="reset")
+    proc.proc.wait(60)
+    return proc
+
+
+def partition_counts(broker, topic, records: list[dict]) -> dict[int, int]:
+    """How many of ``records`` each partition of the topic holds."""
+    values = {r["value"] for r in records}
+    found = read_topic(broker.address, topic, expect=len(records))
+    return dict(Counter(r.partition() for r in found if r.value() in values))
+
+
+def test_reset_to_earliest_rereads_the_topic_and_the_inbox_skips_every_event(
+    broker, topic, start_process, people
+):
+    records = stream_of(people, 30)
+    produce(broker.address, topic, records)
+    group = f"group-{topic}"
+    first = start_process(*CONSUME)
+    assert wait_until(lambda: ProcessedEvent.objects.count() == 30, timeout=30), first.output
+    assert first.terminate() == 0
+    assert sum(committed_offsets(broker.address, group, topic).values()) == 30
+
+    proc = reset(start_process, "earliest")
+    assert proc.proc.returncode == 0, proc.output
+    assert f"group {group}: offsets reset to earliest" in proc.output
+    counts = partition_counts(broker, topic, records)
+    for partition, count in counts.items():
+        assert re.search(rf"{topic}\s+{partition}\s+{count}\s+0\b", proc.output), proc.output
+    assert committed_offsets(broker.address, group, topic) == {p: 0 for p in range(3)}
+
+    second = start_process(*CONSUME)
+    assert wait_until(
+        lambda: sum(committed_offsets(broker.address, group, topic).values()) == 30, timeout=30
+    ), second.output
+    assert second.terminate() == 0
+    skipped = sum(int(n) for n in re.findall(r"skipped (\d+) duplicate events", second.output))
+    assert skipped == 30
+    assert "NOTIFICATION:" not in second.output
+    assert Notification.objects.count() == 60
+
+
+def test_reset_is_refused_while_the_group_has_live_members_unless_forced(
+    broker, topic, start_process, people
+):
+    produce(broker.address, topic, stream_of(people, 10))
+    group = f"group-{topic}"
+    consumer = start_process(*CONSUME)
+    assert wait_until(lambda: ProcessedEvent.objects.count() == 10, timeout=30), consumer.output
+    assert wait_until(lambda: sum(committed_offsets(broker.address, group, topic).values()) == 10)
+
+    refused = reset(start_process, "earliest")
+    assert refused.proc.returncode == 1
+    assert f"group {group} has" in refused.output and "live member" in refused.output
+
+    # A killed consumer stays a member until the coordinator notices (Tansu: until
+    # another member joins). --force joins, takes the partitions over and commits.
+    consumer.proc.send_signal(signal.SIGKILL)
+    consumer.proc.wait(10)
+    assert reset(start_process, "earliest").proc.returncode == 1
+    forced = reset(start_process, "earliest", "--force")
+    assert forced.proc.returncode == 0, forced.output
+    assert committed_offsets(broker.address, group, topic) == {p: 0 for p in range(3)}
+
+
+def test_reset_to_latest_skips_the_backlog(broker, topic, start_process, people):
+    backlog = stream_of(people, 12)
+    produce(broker.address, topic, backlog, one_per_request=True)
+    counts = partition_counts(broker, topic, backlog)
+
+    proc = reset(start_process, "latest")
+    assert proc.proc.returncode == 0, proc.output
+    group = f"group-{topic}"
+    assert committed_offsets(broker.address, group, topic) == {
+        p: counts.get(p, 0) for p in range(3)
+    }
+
+    consumer = start_process(*CONSUME)
+    assert consumer.wait_for_output("consumer: assigned", timeout=30), consumer.output
+    [fresh] = stream_of(people, 1)
+    produce(broker.address, topic, [fresh], one_per_request=True)
+    assert wait_until(lambda: ProcessedEvent.objects.count() == 1, timeout=20), consumer.output
+    time.sleep(0.5)
+    assert ProcessedEvent.objects.count() == 1
+    assert consumer.terminate() == 0
+
+
+def test_reset_to_a_time_starts_at_the_first_record_at_or_after_it(
+    broker, topic, start_process, people
+):
+    before, after = stream_of(people, 9), stream_of(people, 6)
+    produce(broker.address, topic, before, one_per_request=True)
+    time.sleep(0.2)
+    moment = datetime.now(UTC)
+    time.sleep(0.2)
+    produce(broker.address, topic, after, one_per_request=True)
+    counts_before = partition_counts(broker, topic, before)
+
+    proc = reset(start_process, moment.isoformat().replace("+00:00", "Z"))
+    assert proc.proc.returncode == 0, proc.output
+    committed = committed_offsets(broker.address, f"group-{topic}", topic)
+    assert committed == {p: counts_before.get(p, 0) for p in range(3)}
+
+
+def test_reset_offsets_rejects_a_target_it_cannot_read(start_process):
+    proc = reset(start_process, "yesterday")
+    assert proc.proc.returncode == 1
+    assert "'yesterday' is not 'earliest', 'latest' or an ISO 8601 datetime" in proc.output
