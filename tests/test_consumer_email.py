@@ -11,7 +11,7 @@ from notifications.mailer import EmailSender
 from notifications.models import EmailDelivery, Notification
 from tests.broker import free_port
 from tests.conftest import wait_until
-from tests.consumer_kit import SmtpServer, event_id_of, event_record, produce
+from tests.consumer_kit import SmtpServer, event_id_of, event_record, produce, run_consumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,8 +23,8 @@ def test_consumer_emails_each_recipient_with_an_address_through_the_backend(
     doctor = make_user(email="")  # no address: in-app only
     record = event_record(patient_id=patient.id, doctor_user_id=doctor.id)
     produce(broker.address, topic, [record])
-    consumer = start_process(
-        "run_consumer", env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    consumer = run_consumer(
+        start_process, env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
     )
     sent = wait_until(
         lambda: EmailDelivery.objects.filter(status=EmailDelivery.Status.SENT).count() == 1,
@@ -106,8 +106,8 @@ def test_a_mail_server_that_hangs_never_slows_the_kafka_loop(
     with socket.socket() as hanging:  # accepts connections, never says a word
         hanging.bind(("127.0.0.1", 0))
         hanging.listen(16)
-        consumer = start_process(
-            "run_consumer",
+        consumer = run_consumer(
+            start_process,
             env={
                 "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
                 "EMAIL_HOST": "127.0.0.1",
@@ -118,7 +118,7 @@ def test_a_mail_server_that_hangs_never_slows_the_kafka_loop(
         first = [event_record(patient_id=patient.id, doctor_user_id=doctor.id)]
         produce(broker.address, topic, first)
         assert wait_until(lambda: Notification.objects.count() == 2, timeout=30), consumer.output
-        time.sleep(1)  # the email thread is now stuck waiting for the server's greeting
+        time.sleep(0.3)  # the email thread is now stuck waiting for the greeting
         later = [event_record(patient_id=patient.id, doctor_user_id=doctor.id) for _ in range(20)]
         produce(broker.address, topic, later)
         assert wait_until(lambda: Notification.objects.count() == 42, timeout=10), consumer.output
