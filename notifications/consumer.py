@@ -6,6 +6,10 @@ parse and plan (pure) -> one transaction (inbox + notifications + email deliveri
 -> dead letters acknowledged -> offsets stored and committed. A crash anywhere
 before the commit means the batch is read again, and the inbox skips what was
 already applied.
+
+The transaction runs on a dedicated database thread, so that while PostgreSQL
+writes one batch this thread fetches and parses the next; batches are still
+written, dead-lettered and committed strictly one after the other.
 """
 
 import enum
@@ -13,6 +17,8 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -64,6 +70,17 @@ class ErrorPolicy:
         return min(30.0, 0.2 * 2 ** max(0, attempt - 1))
 
 
+@dataclass
+class Batch:
+    """Records in hand: parsed, maybe being written, not yet committed."""
+
+    records: list
+    events: list[ParsedEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    write: Future | None = None
+
+
 class NotificationConsumer:
     """Consume appointment events and apply them until stopped."""
 
@@ -89,6 +106,9 @@ class NotificationConsumer:
         self.processed = 0
         self.consumer: Consumer | None = None
         self.dlq_producer: Producer | None = None
+        # Every database call of the Kafka loop runs on this one thread (and so on
+        # its one connection).
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consumer-db")
         self._assigned: set[tuple[str, int]] = set()
         self._waiting = False
         self._interrupts = 0
@@ -136,17 +156,25 @@ class NotificationConsumer:
             self.batch_size,
             settings.KAFKA["BROKERS"],
         )
+        in_flight: Batch | None = None
         try:
             while self.running:
-                records = self._poll_batch()
-                if records:
-                    self.handle_batch(records)
+                # While a batch is being written, only take what is already fetched.
+                records = self._poll_batch(wait=in_flight is None)
+                batch = self._prepare(records) if records else None
+                if in_flight is not None and not self._finish(in_flight):
+                    break  # stopped before the batch was done: nothing of it committed
+                in_flight = self._start(batch) if batch is not None else None
                 self._update_lag()
+            if in_flight is not None:
+                self._finish(in_flight)
         finally:
             self._close()
         return self.processed
 
     def _close(self) -> None:
+        self._db.submit(reset_connection).result()
+        self._db.shutdown()
         remaining = self.dlq_producer.flush(5)
         if remaining:
             logger.warning("consumer: %d dead letters unacknowledged at exit", remaining)
@@ -193,10 +221,10 @@ class NotificationConsumer:
         return (msg.topic(), msg.partition()) in self._assigned
 
     # -- one batch -----------------------------------------------------------
-    def _poll_batch(self) -> list:
-        """What is already fetched, up to batch_size; wait for the first record if none."""
+    def _poll_batch(self, *, wait: bool) -> list:
+        """What is already fetched, up to batch_size; if none and ``wait``, wait for one."""
         msgs = self.consumer.consume(self.batch_size, timeout=0)
-        if not msgs:
+        if not msgs and wait:
             first = self.consumer.poll(self.batch_timeout)
             if first is None:
                 return []
@@ -215,39 +243,54 @@ class NotificationConsumer:
             self._warn_kafka("consumer: %s", err)
         return True
 
-    def handle_batch(self, records: list) -> bool:
-        """Apply a batch, dead-letter the bad records, then commit the offsets.
+    def _prepare(self, records: list) -> Batch:
+        """Parse and plan every record; a record that fails is a dead letter."""
+        batch = Batch(records)
+        for msg in records:
+            try:
+                batch.events.append(parse_record(msg))
+            except Exception as exc:  # invalid record or handler error: permanent
+                batch.dead.append(DeadLetter(msg, exc))
+        return batch
+
+    def _start(self, batch: Batch) -> Batch:
+        """Begin the batch's transaction on the database thread."""
+        if batch.events:
+            batch.write = self._db.submit(apply_events, batch.events)
+        return batch
+
+    def _finish(self, batch: Batch) -> bool:
+        """Wait for the write, dead-letter the bad records, then commit the offsets.
 
         Returns False when the consumer was stopped before the batch was done
         (nothing of it is committed then; it will be read again).
         """
-        started = time.monotonic()
-        good, dead = [], []
-        for msg in records:
-            try:
-                good.append(parse_record(msg))
-            except Exception as exc:  # invalid record or handler error: permanent
-                dead.append(DeadLetter(msg, exc))
-        applied = self._apply(good)
+        applied = self._apply(batch.events, batch.write)
         if applied is None:
             return False
-        dead += [DeadLetter(e.msg, exc) for e, exc in applied.rejected]
+        dead = batch.dead + [DeadLetter(e.msg, exc) for e, exc in applied.rejected]
         if dead and not self._dead_letter(dead):
             return False
-        records = [m for m in records if self._owned(m)]
+        records = [m for m in batch.records if self._owned(m)]
         self._commit(records)
-        self._account(records, applied, dead, started)
+        self._account(records, applied, dead, batch.started)
         return True
 
-    def _apply(self, events: list[ParsedEvent]) -> Applied | None:
-        """apply_events under the error policy; None if stopped while retrying."""
+    def _apply(self, events: list[ParsedEvent], write: Future | None) -> Applied | None:
+        """The result of apply_events under the error policy; None if stopped meanwhile.
+
+        ``write`` is the call already running for all of ``events``, if any.
+        """
         total = Applied()
         pending, one_by_one, attempt = events, False, 0
         while pending:
             chunk = pending[:1] if one_by_one else pending
+            if write is None:
+                write = self._db.submit(apply_events, chunk)
             try:
-                applied = apply_events(chunk)
+                applied = write.result()
             except Exception as exc:
+                write = None
                 if ErrorPolicy.decide(exc) is Decision.RETRY:
                     attempt += 1
                     metrics.TRANSIENT_ERRORS.inc()
@@ -255,11 +298,11 @@ class NotificationConsumer:
                     logger.warning(
                         "consumer: database unavailable (%s: %s); retry %d in %.1fs",
                         type(exc).__name__,
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                        _first_line(exc),
                         attempt,
                         delay,
                     )
-                    reset_connection()
+                    self._db.submit(reset_connection).result()
                     if not self._wait(delay):
                         return None
                     pending = [e for e in pending if self._owned(e.msg)]
@@ -273,7 +316,7 @@ class NotificationConsumer:
                     total.rejected.append((chunk[0], exc))
                     pending = pending[1:]
                 continue
-            attempt = 0
+            write, attempt = None, 0
             total.new += applied.new
             total.duplicates += applied.duplicates
             total.rejected += applied.rejected
@@ -433,6 +476,11 @@ class NotificationConsumer:
         if now - self._last_kafka_warning >= 10:
             self._last_kafka_warning = now
             logger.warning(message, *args)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _describe(partitions) -> str:

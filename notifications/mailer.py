@@ -67,6 +67,7 @@ class EmailSender:
         self._wake.set()
 
     def stop(self, timeout: float = 3) -> None:
+        """Stop after the round in hand; wait at most ``timeout`` for the thread."""
         self.running = False
         self._wake.set()
         if self._thread is not None:
@@ -109,20 +110,22 @@ class EmailSender:
 
     @transaction.atomic
     def claim(self) -> list[EmailDelivery]:
+        """Lock due deliveries, push them out by the lease, return them with their data."""
         now = timezone.now()
-        deliveries = list(
+        ids = list(
             EmailDelivery.objects.due(now)
-            .select_related("notification__recipient")
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("next_attempt_at", "id")[: self.batch_size]
+            .select_for_update(skip_locked=True)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[: self.batch_size]
         )
-        if deliveries:
-            EmailDelivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
-                attempts=F("attempts") + 1, next_attempt_at=now + LEASE
-            )
-            for d in deliveries:
-                d.attempts += 1
-        return deliveries
+        if not ids:
+            return []
+        EmailDelivery.objects.filter(pk__in=ids).update(
+            attempts=F("attempts") + 1, next_attempt_at=now + LEASE
+        )
+        return list(
+            EmailDelivery.objects.filter(pk__in=ids).select_related("notification__recipient")
+        )
 
     def _send(self, deliveries):
         sent, failed = [], []
@@ -175,8 +178,7 @@ class EmailSender:
             if give_up:
                 metrics.EMAILS_GIVEN_UP.inc()
             logger.warning(
-                "email: delivery %s for notification %s failed (attempt %d%s): %s",
-                d.pk,
+                "email: notification %s failed (attempt %d%s): %s",
                 d.notification_id,
                 d.attempts,
                 ", giving up" if give_up else "",

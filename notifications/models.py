@@ -64,8 +64,16 @@ class EmailDelivery(models.Model):
         SENT = "sent"
         FAILED = "failed"
 
+    # The notification's id is the key: one row per recipient, no extra index. No
+    # database-level foreign key: the row is only ever inserted by the statement that
+    # inserts its notification, and deletions cascade through Django; the check would
+    # cost the consumer's batch a sixth of its time.
     notification = models.OneToOneField(
-        Notification, on_delete=models.CASCADE, related_name="email_delivery"
+        Notification,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="email_delivery",
+        db_constraint=False,
     )
     status = models.CharField(max_length=16, choices=Status, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

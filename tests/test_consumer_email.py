@@ -99,6 +99,19 @@ def test_an_email_is_marked_failed_after_its_last_attempt(settings, pending_emai
     assert sender.send_due() == (0, 0)
 
 
+def test_send_emails_is_the_email_channel_as_its_own_process(pending_email, start_process):
+    sender = start_process(
+        "send_emails", env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    )
+    sent = wait_until(
+        lambda: EmailDelivery.objects.filter(status=EmailDelivery.Status.SENT).exists()
+    )
+    assert sent, sender.output
+    assert "To: pat@example.com" in sender.output
+    assert sender.terminate() == 0
+    assert "sent 1 emails" in sender.output
+
+
 def test_a_mail_server_that_hangs_never_slows_the_kafka_loop(
     broker, topic, start_process, make_user
 ):
