@@ -52,7 +52,10 @@ def make_users():
 
     User = get_user_model()
     users = User.objects.bulk_create(
-        [User(username=f"bench-{i}", email=f"bench-{i}@example.com") for i in range(PATIENTS + DOCTORS)]
+        [
+            User(username=f"bench-{i}", email=f"bench-{i}@example.com")
+            for i in range(PATIENTS + DOCTORS)
+        ]
     )
     return [u.id for u in users[:PATIENTS]], [u.id for u in users[PATIENTS:]]
 
@@ -66,8 +69,12 @@ def load_topic(brokers: str, n: int, patients, doctors) -> None:
 
     ensure_topics(AdminClient({"bootstrap.servers": brokers}), [TOPIC, f"{TOPIC}.dlq"])
     producer = Producer(
-        {"bootstrap.servers": brokers, "linger.ms": 20, "compression.type": "lz4",
-         "enable.idempotence": True}
+        {
+            "bootstrap.servers": brokers,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+        }
     )
     started = time.monotonic()
     for i in range(n):
@@ -94,7 +101,12 @@ def load_topic(brokers: str, n: int, patients, doctors) -> None:
         ]
         while True:
             try:
-                producer.produce(TOPIC, key=appointment.encode(), value=json.dumps(data).encode(), headers=headers)
+                producer.produce(
+                    TOPIC,
+                    key=appointment.encode(),
+                    value=json.dumps(data).encode(),
+                    headers=headers,
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -115,12 +127,16 @@ def truncate() -> None:
 
     from notifications.models import EmailDelivery, Notification, ProcessedEvent
 
-    tables = ", ".join(m._meta.db_table for m in (EmailDelivery, Notification, ProcessedEvent))
+    tables = ", ".join(
+        m._meta.db_table for m in (EmailDelivery, Notification, ProcessedEvent)
+    )
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {tables}")
 
 
-def run_consumer(brokers: str, n: int, batch_size: int, *, email: bool, label: str) -> dict:
+def run_consumer(
+    brokers: str, n: int, batch_size: int, *, email: bool, label: str
+) -> dict:
     """(a): run_consumer as a subprocess; the rate from the database, sampled."""
     env = os.environ.copy()
     env.update(
@@ -129,14 +145,23 @@ def run_consumer(brokers: str, n: int, batch_size: int, *, email: bool, label: s
             CONSUMER_TOPICS=TOPIC,
             CONSUMER_DLQ_TOPIC=f"{TOPIC}.dlq",
             CONSUMER_GROUP=f"bench-consumer-{'email' if email else 'plain'}",
-            CONSUMER_BATCH_SIZE=str(batch_size),
+            CONSUMER_BATCH_SIZE=str(
+                batch_size
+            ),  # the setting's default unless --batch-size
             EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "run_consumer", "--email" if email else "--no-email"],
-        cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "manage.py",
+            "run_consumer",
+            "--email" if email else "--no-email",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         with PeakRss(proc.pid) as rss:
@@ -153,7 +178,9 @@ def run_consumer(brokers: str, n: int, batch_size: int, *, email: bool, label: s
                 if count >= n:
                     break
                 if proc.poll() is not None or now > deadline:
-                    raise RuntimeError(f"run_consumer stopped or stalled: {proc.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(
+                        f"run_consumer stopped or stalled: {proc.stderr.read().decode()[-2000:]}"
+                    )
                 time.sleep(0.05)
             last_at = time.monotonic()
     finally:
@@ -191,14 +218,19 @@ def run_naive(brokers: str, m: int) -> dict:
             with transaction.atomic():
                 if not ProcessedEvent.objects.filter(event_id=event.event_id).exists():
                     ProcessedEvent.objects.create(
-                        event_id=event.event_id, event_type=event.event_type,
-                        topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                        event_id=event.event_id,
+                        event_type=event.event_type,
+                        topic=msg.topic(),
+                        partition=msg.partition(),
+                        offset=msg.offset(),
                     )
                     for planned in event.planned:
                         recipient = User.objects.get(pk=planned.recipient_id)
                         note = Notification.objects.create(
-                            recipient=recipient, event_id=event.event_id,
-                            appointment_id=event.appointment_id, event_type=event.event_type,
+                            recipient=recipient,
+                            event_id=event.event_id,
+                            appointment_id=event.appointment_id,
+                            event_type=event.event_type,
                             message=planned.message,
                         )
                         if recipient.email:
@@ -217,8 +249,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--naive-events", type=int, default=5_000)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="10,000 events, naive 1,000")
+    parser.add_argument("--batch-size", type=int, help="default: CONSUMER_BATCH_SIZE's")
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 events, naive 1,000"
+    )
     args = parser.parse_args()
     if args.quick:
         args.events, args.naive_events = 10_000, 1_000
@@ -228,16 +262,25 @@ def main() -> int:
     broker = start_broker()
     try:
         setup_django(broker.address)
+        from django.conf import settings
+
+        args.batch_size = args.batch_size or settings.CONSUMER["BATCH_SIZE"]
         patients, doctors = make_users()
         load_topic(broker.address, n, patients, doctors)
         from notifications.models import EmailDelivery, Notification
 
-        a = run_consumer(broker.address, n, args.batch_size, email=False, label="(a) run_consumer")
+        a = run_consumer(
+            broker.address, n, args.batch_size, email=False, label="(a) run_consumer"
+        )
         notes, emails = Notification.objects.count(), EmailDelivery.objects.count()
         assert notes == 2 * n, f"expected {2 * n} notifications, found {notes}"
         truncate()
         a2 = run_consumer(
-            broker.address, n, args.batch_size, email=True, label="(a') with email thread"
+            broker.address,
+            n,
+            args.batch_size,
+            email=True,
+            label="(a') with email thread",
         )
         sent = EmailDelivery.objects.filter(status=EmailDelivery.Status.SENT).count()
         truncate()
@@ -250,13 +293,29 @@ def main() -> int:
         ["consumer", "events", "seconds", "events/s", "peak RSS MB"],
         [
             ["(a) run_consumer --no-email", n, a["elapsed"], a["rate"], a["rss"]],
-            ["(a') run_consumer, email thread on", n, a2["elapsed"], a2["rate"], a2["rss"]],
-            ["(b) naive: txn + sync commit per record", m, b["elapsed"], b["rate"], "-"],
+            [
+                "(a') run_consumer, email thread on",
+                n,
+                a2["elapsed"],
+                a2["rate"],
+                a2["rss"],
+            ],
+            [
+                "(b) naive: txn + sync commit per record",
+                m,
+                b["elapsed"],
+                b["rate"],
+                "-",
+            ],
         ],
     )
-    print(f"\n  ratio a/b: {a['rate'] / b['rate']:.1f}x   ratio a'/b: {a2['rate'] / b['rate']:.1f}x")
-    print(f"  each event: 1 inbox row, {notes // n} notifications, {emails / n:.0f} email deliveries;"
-          f" (a') had sent {sent:,} of {emails:,} emails when the last event was applied")
+    print(
+        f"\n  ratio a/b: {a['rate'] / b['rate']:.1f}x   ratio a'/b: {a2['rate'] / b['rate']:.1f}x"
+    )
+    print(
+        f"  each event: 1 inbox row, {notes // n} notifications, {emails / n:.0f} email deliveries;"
+        f" (a') had sent {sent:,} of {emails:,} emails when the last event was applied"
+    )
     print_result(
         {
             "consumer_events_per_s": round(a["rate"]),

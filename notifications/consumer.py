@@ -20,14 +20,25 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, ProgrammingError
 
 from notifications import metrics
 from notifications.inbox import Applied, apply_events, reset_connection
-from notifications.records import DeadLetter, ParsedEvent, dead_letter_headers, parse_record
+from notifications.records import (
+    DeadLetter,
+    ParsedEvent,
+    dead_letter_headers,
+    parse_record,
+)
 from relay import kafka
 
 logger = logging.getLogger("notifications")
@@ -125,7 +136,8 @@ class NotificationConsumer:
         if self._interrupts > 1 and signum == signal.SIGINT:
             raise KeyboardInterrupt
         logger.info(
-            "consumer: %s received, finishing the batch in hand", signal.Signals(signum).name
+            "consumer: %s received, finishing the batch in hand",
+            signal.Signals(signum).name,
         )
         self.running = False
 
@@ -177,7 +189,9 @@ class NotificationConsumer:
         self._db.shutdown()
         remaining = self.dlq_producer.flush(5)
         if remaining:
-            logger.warning("consumer: %d dead letters unacknowledged at exit", remaining)
+            logger.warning(
+                "consumer: %d dead letters unacknowledged at exit", remaining
+            )
         # close() revokes the assignment, which commits the stored offsets.
         self.consumer.close()
         logger.info("consumer: stopped after %d records", self.processed)
@@ -186,10 +200,14 @@ class NotificationConsumer:
         """Create missing topics so the subscription sees them at once."""
         try:
             kafka.ensure_topics(
-                AdminClient(kafka.admin_config()), [*self.topics, self.dlq_topic], timeout=5
+                AdminClient(kafka.admin_config()),
+                [*self.topics, self.dlq_topic],
+                timeout=5,
             )
         except KafkaException as exc:
-            logger.warning("consumer: cannot check topics yet (%s); subscribing anyway", exc)
+            logger.warning(
+                "consumer: cannot check topics yet (%s); subscribing anyway", exc
+            )
 
     # -- rebalancing (cooperative-sticky) ------------------------------------
     def _on_assign(self, consumer, partitions) -> None:
@@ -324,7 +342,7 @@ class NotificationConsumer:
         return total
 
     def _dead_letter(self, dead: list[DeadLetter]) -> bool:
-        """Send bad records to the dead-letter topic; True once the broker acked them all."""
+        """Send records to the dead-letter topic; True once the broker acked them all."""
         attempt = 0
         while True:
             failures = []
@@ -346,7 +364,8 @@ class NotificationConsumer:
             attempt += 1
             delay = ErrorPolicy.backoff(attempt)
             logger.warning(
-                "consumer: dead-letter topic %s did not acknowledge (%s); retry %d in %.1fs",
+                "consumer: dead-letter topic %s did not acknowledge (%s); "
+                "retry %d in %.1fs",
                 self.dlq_topic,
                 failures[0] if failures else "timeout",
                 attempt,
@@ -469,7 +488,9 @@ class NotificationConsumer:
         for tp in positions:
             _, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if tp.offset >= 0 and high >= 0:
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - tp.offset)
+                )
 
     def _warn_kafka(self, message: str, *args) -> None:
         now = time.monotonic()

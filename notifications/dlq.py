@@ -13,7 +13,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_STORED,
+    Consumer,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
@@ -84,11 +90,15 @@ class DeadLetterReplay:
     def _read(self, consumer) -> tuple[ReplayReport, list[TopicPartition]]:
         """Every dead letter after the group's committed offsets, up to the end."""
         admin = AdminClient(kafka.admin_config())
-        meta = admin.list_topics(self.dlq_topic, timeout=self.timeout).topics.get(self.dlq_topic)
+        meta = admin.list_topics(self.dlq_topic, timeout=self.timeout).topics.get(
+            self.dlq_topic
+        )
         if meta is None or meta.error is not None or not meta.partitions:
             return ReplayReport(), []
         partitions = sorted(meta.partitions)
-        consumer.assign([TopicPartition(self.dlq_topic, p, OFFSET_STORED) for p in partitions])
+        consumer.assign(
+            [TopicPartition(self.dlq_topic, p, OFFSET_STORED) for p in partitions]
+        )
         report, positions, at_end = ReplayReport(), {}, set()
         deadline = time.monotonic() + self.timeout
         while len(at_end) < len(partitions):
@@ -130,7 +140,11 @@ class DeadLetterReplay:
             while True:
                 try:
                     producer.produce(
-                        r.topic, key=r.key, value=r.value, headers=headers, on_delivery=on_delivery
+                        r.topic,
+                        key=r.key,
+                        value=r.value,
+                        headers=headers,
+                        on_delivery=on_delivery,
                     )
                     break
                 except BufferError:
@@ -139,15 +153,19 @@ class DeadLetterReplay:
         remaining = producer.flush(settings.KAFKA["MESSAGE_TIMEOUT_MS"] / 1000 + 5)
         if remaining or errors:
             raise ReplayFailed(
-                f"{remaining + len(errors)} of {len(routable)} records were not acknowledged "
-                f"({errors[0] if errors else 'timeout'}); nothing was committed, run it again"
+                f"{remaining + len(errors)} of {len(routable)} records were not "
+                f"acknowledged ({errors[0] if errors else 'timeout'}); nothing was "
+                "committed, run it again"
             )
         report.replayed = len(routable)
 
 
 def _dead_letter_record(msg) -> DeadLetterRecord:
     headers = list(msg.headers() or [])
-    found = {k: (v.decode(errors="replace") if isinstance(v, bytes) else v or "") for k, v in headers}
+    found = {
+        k: (v.decode(errors="replace") if isinstance(v, bytes) else v or "")
+        for k, v in headers
+    }
     error = found.get("dlq_error_class", "?")
     if found.get("dlq_error_message"):
         error += f": {found['dlq_error_message']}"
@@ -160,5 +178,3 @@ def _dead_letter_record(msg) -> DeadLetterRecord:
         headers=headers,
         error=error,
     )
-
-

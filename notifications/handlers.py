@@ -8,7 +8,14 @@ import uuid
 from datetime import date, time
 from typing import NamedTuple
 
-REQUIRED = ("appointmentId", "patientId", "doctorUserId", "doctorName", "date", "timeSlot")
+REQUIRED = (
+    "appointmentId",
+    "patientId",
+    "doctorUserId",
+    "doctorName",
+    "date",
+    "timeSlot",
+)
 
 
 class InvalidEvent(ValueError):
@@ -22,7 +29,20 @@ class Planned(NamedTuple):
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MONTHS = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
 
 
 def _when(d, date_key="date", slot_key="timeSlot") -> str:

@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import psycopg
-
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
@@ -47,9 +46,13 @@ def apply_events(events: list[ParsedEvent]) -> Applied:
         emails = _recipients(unique)
         accepted = []
         for e in unique:
-            unknown = [p.recipient_id for p in e.planned if p.recipient_id not in emails]
+            unknown = [
+                p.recipient_id for p in e.planned if p.recipient_id not in emails
+            ]
             if unknown:
-                result.rejected.append((e, InvalidEvent(f"unknown recipient user {unknown[0]}")))
+                result.rejected.append(
+                    (e, InvalidEvent(f"unknown recipient user {unknown[0]}"))
+                )
             else:
                 accepted.append(e)
         with_email = [uid for uid, has_email in emails.items() if has_email]
@@ -73,7 +76,9 @@ def _recipients(events: list[ParsedEvent]) -> dict[int, bool]:
     }
 
 
-def _write_postgresql(events: list[ParsedEvent], with_email: list[int]) -> set[uuid.UUID]:
+def _write_postgresql(
+    events: list[ParsedEvent], with_email: list[int]
+) -> set[uuid.UUID]:
     """One statement: inbox rows, then notifications and emails for the new events.
 
     Parameters go as binary arrays with server-side binding, several times cheaper
@@ -139,7 +144,10 @@ def _write_postgresql(events: list[ParsedEvent], with_email: list[int]) -> set[u
         now,
         with_email,
     ]
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with (
+        connection.wrap_database_errors,
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
 
@@ -162,7 +170,11 @@ def _write_generic(events: list[ParsedEvent], with_email: set[int]) -> set[uuid.
     ]
     Notification.objects.bulk_create(notifications, batch_size=_CHUNK)
     EmailDelivery.objects.bulk_create(
-        [EmailDelivery(notification=n) for n in notifications if n.recipient_id in with_email],
+        [
+            EmailDelivery(notification=n)
+            for n in notifications
+            if n.recipient_id in with_email
+        ],
         batch_size=_CHUNK,
     )
     return new_ids

@@ -59,7 +59,9 @@ class EmailSender:
 
     # -- lifecycle ---------------------------------------------------------
     def start_thread(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="email-sender", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, name="email-sender", daemon=True
+        )
         self._thread.start()
 
     def wake(self) -> None:
@@ -85,9 +87,13 @@ class EmailSender:
                 except DatabaseError as exc:
                     failures += 1
                     claimed = 0
-                    logger.warning("email: database unavailable (%s); retrying", type(exc).__name__)
+                    logger.warning(
+                        "email: database unavailable (%s); retrying", type(exc).__name__
+                    )
                     reset_connection()
-                except Exception:  # a bug must not stop the channel for good: log, back off
+                except (
+                    Exception
+                ):  # a bug must not stop the channel for good: log, back off
                     failures += 1
                     claimed = 0
                     logger.exception("email: sending round failed; retrying")
@@ -124,7 +130,9 @@ class EmailSender:
             attempts=F("attempts") + 1, next_attempt_at=now + LEASE
         )
         return list(
-            EmailDelivery.objects.filter(pk__in=ids).select_related("notification__recipient")
+            EmailDelivery.objects.filter(pk__in=ids).select_related(
+                "notification__recipient"
+            )
         )
 
     def _send(self, deliveries):
@@ -137,7 +145,9 @@ class EmailSender:
         try:
             for d in deliveries:
                 note = d.notification
-                address = getattr(note.recipient, note.recipient.get_email_field_name(), "")
+                address = getattr(
+                    note.recipient, note.recipient.get_email_field_name(), ""
+                )
                 if not address:
                     failed.append((d, NoAddress("the recipient has no email address")))
                     continue
@@ -171,7 +181,9 @@ class EmailSender:
             metrics.EMAILS_SENT.inc(len(sent))
         for d, exc in failed:
             give_up = d.attempts >= self.max_attempts or isinstance(exc, NoAddress)
-            d.status = EmailDelivery.Status.FAILED if give_up else EmailDelivery.Status.PENDING
+            d.status = (
+                EmailDelivery.Status.FAILED if give_up else EmailDelivery.Status.PENDING
+            )
             d.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             d.next_attempt_at = now + retry_delay(d.attempts, self.retry_seconds)
             metrics.EMAIL_FAILURES.inc()

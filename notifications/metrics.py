@@ -40,7 +40,23 @@ BATCH_SECONDS = Histogram(
 EVENT_DELAY = Histogram(
     "notifications_consumer_event_delay_seconds",
     "Delay from an event's ce_time to the commit of its notifications.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+    buckets=(
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+        30,
+        60,
+        300,
+        3600,
+    ),
 )
 LAG = Gauge(
     "notifications_consumer_lag",

@@ -19,7 +19,8 @@ class Notification(models.Model):
         indexes = [models.Index(fields=["recipient", "-created_at"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["event_id", "recipient"], name="one_notification_per_event_recipient"
+                fields=["event_id", "recipient"],
+                name="one_notification_per_event_recipient",
             )
         ]
 
@@ -52,7 +53,8 @@ class EmailDeliveryQuerySet(models.QuerySet):
     def due(self, now=None):
         """Pending deliveries whose next attempt (or claim lease) has come."""
         return self.filter(
-            status=EmailDelivery.Status.PENDING, next_attempt_at__lte=now or timezone.now()
+            status=EmailDelivery.Status.PENDING,
+            next_attempt_at__lte=now or timezone.now(),
         )
 
 

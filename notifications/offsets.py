@@ -53,7 +53,9 @@ class ResetTarget:
     def __str__(self) -> str:
         if self.kind != "time":
             return self.kind
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, tz=timezone.get_current_timezone()).isoformat()
+        return datetime.fromtimestamp(
+            self.timestamp_ms / 1000, tz=timezone.get_current_timezone()
+        ).isoformat()
 
     def spec(self) -> OffsetSpec:
         if self.kind == "earliest":
@@ -88,8 +90,10 @@ def parse_reset_target(text: str) -> ResetTarget:
     return ResetTarget("time", round(moment.timestamp() * 1000))
 
 
-def group_live_members(admin: AdminClient, group: str, timeout: float = 10) -> int | None:
-    """0 when the group has no live member, else their number (None: some, count unknown)."""
+def group_live_members(
+    admin: AdminClient, group: str, timeout: float = 10
+) -> int | None:
+    """0 when the group has no live member, else how many (None: some, count unknown)."""
     future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
     try:
         description = future.result()
@@ -133,12 +137,16 @@ def group_offsets_reset(
     else:
         _commit_as_member(group, topics, after)
     return [
-        PartitionReset(tp.topic, tp.partition, before.get((tp.topic, tp.partition)), tp.offset)
+        PartitionReset(
+            tp.topic, tp.partition, before.get((tp.topic, tp.partition)), tp.offset
+        )
         for tp in after
     ]
 
 
-def _partitions(admin: AdminClient, topics: list[str], timeout: float) -> list[TopicPartition]:
+def _partitions(
+    admin: AdminClient, topics: list[str], timeout: float
+) -> list[TopicPartition]:
     metadata = admin.list_topics(timeout=timeout).topics
     partitions = []
     for topic in topics:
@@ -151,7 +159,9 @@ def _partitions(admin: AdminClient, topics: list[str], timeout: float) -> list[T
 
 def _committed(admin, group, partitions, timeout) -> dict[tuple[str, int], int]:
     request = ConsumerGroupTopicPartitions(group, partitions)
-    result = admin.list_consumer_group_offsets([request], request_timeout=timeout)[group]
+    result = admin.list_consumer_group_offsets([request], request_timeout=timeout)[
+        group
+    ]
     return {
         (tp.topic, tp.partition): tp.offset
         for tp in result.result().topic_partitions
@@ -159,14 +169,21 @@ def _committed(admin, group, partitions, timeout) -> dict[tuple[str, int], int]:
     }
 
 
-def _target_offsets(admin, partitions, target: ResetTarget, timeout) -> list[TopicPartition]:
+def _target_offsets(
+    admin, partitions, target: ResetTarget, timeout
+) -> list[TopicPartition]:
     answers = _list_offsets(admin, {tp: target.spec() for tp in partitions}, timeout)
     if target.kind == "time":
         # No record at or after that time: start after the last one, as Kafka's tools do.
         beyond = [tp for tp in partitions if answers[(tp.topic, tp.partition)] < 0]
         if beyond:
-            answers |= _list_offsets(admin, {tp: OffsetSpec.latest() for tp in beyond}, timeout)
-    return [TopicPartition(tp.topic, tp.partition, answers[(tp.topic, tp.partition)]) for tp in partitions]
+            answers |= _list_offsets(
+                admin, {tp: OffsetSpec.latest() for tp in beyond}, timeout
+            )
+    return [
+        TopicPartition(tp.topic, tp.partition, answers[(tp.topic, tp.partition)])
+        for tp in partitions
+    ]
 
 
 def _list_offsets(admin, specs, timeout) -> dict[tuple[str, int], int]:
@@ -180,15 +197,21 @@ def _alter(admin, group, offsets: list[TopicPartition], timeout) -> None:
     request = ConsumerGroupTopicPartitions(group, offsets)
     try:
         result = admin.alter_consumer_group_offsets([request], request_timeout=timeout)
-        errors = [tp.error for tp in result[group].result().topic_partitions if tp.error]
+        errors = [
+            tp.error for tp in result[group].result().topic_partitions if tp.error
+        ]
     except KafkaException as exc:
         errors = [exc.args[0]]
     if errors:
         hint = " (a member joined meanwhile)" if errors[0].code() in _GROUP_BUSY else ""
-        raise OffsetResetFailed(f"the broker refused the new offsets{hint}: {errors[0]}")
+        raise OffsetResetFailed(
+            f"the broker refused the new offsets{hint}: {errors[0]}"
+        )
 
 
-def _commit_as_member(group: str, topics: list[str], offsets: list[TopicPartition]) -> None:
+def _commit_as_member(
+    group: str, topics: list[str], offsets: list[TopicPartition]
+) -> None:
     """Join the group, wait to own every partition, commit the offsets, leave."""
     wanted = {(tp.topic, tp.partition) for tp in offsets}
     owned: set[tuple[str, int]] = set()
@@ -196,7 +219,9 @@ def _commit_as_member(group: str, topics: list[str], offsets: list[TopicPartitio
     consumer.subscribe(
         topics,
         on_assign=lambda c, ps: owned.update((p.topic, p.partition) for p in ps),
-        on_revoke=lambda c, ps: owned.difference_update((p.topic, p.partition) for p in ps),
+        on_revoke=lambda c, ps: owned.difference_update(
+            (p.topic, p.partition) for p in ps
+        ),
     )
     # Gone members are dropped within a session timeout; the join takes a while too.
     deadline = time.monotonic() + 2 * settings.KAFKA["SESSION_TIMEOUT_MS"] / 1000 + 15
@@ -204,7 +229,9 @@ def _commit_as_member(group: str, topics: list[str], offsets: list[TopicPartitio
         while owned != wanted:
             if time.monotonic() > deadline:
                 held = ", ".join(f"{t}[{p}]" for t, p in sorted(wanted - owned))
-                raise OffsetResetFailed(f"live members still hold {held}; stop them first")
+                raise OffsetResetFailed(
+                    f"live members still hold {held}; stop them first"
+                )
             consumer.poll(0.2)  # records it returns are not processed nor committed
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:

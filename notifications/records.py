@@ -16,7 +16,9 @@ class ParsedEvent:
 
     __slots__ = ("msg", "event_id", "event_type", "data", "time", "planned")
 
-    def __init__(self, msg, event_id: uuid.UUID, event_type: str, data: dict, time, planned):
+    def __init__(
+        self, msg, event_id: uuid.UUID, event_type: str, data: dict, time, planned
+    ):
         self.msg = msg
         self.event_id = event_id
         self.event_type = event_type
@@ -49,7 +51,9 @@ def parse_record(msg) -> ParsedEvent:
         if name in headers:
             continue  # the first of repeated headers wins
         try:
-            headers[name] = value.decode() if isinstance(value, bytes) else (value or "")
+            headers[name] = (
+                value.decode() if isinstance(value, bytes) else (value or "")
+            )
         except UnicodeDecodeError:
             raise InvalidEvent(f"header {name} is not UTF-8") from None
     missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]

@@ -4,11 +4,10 @@ import json
 import socketserver
 import threading
 import time
-import uuid
 import urllib.request
+import uuid
 from datetime import UTC, datetime
 
-import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from django.db.models import Count
@@ -23,7 +22,9 @@ FAST_GROUP = {"KAFKA_SESSION_TIMEOUT_MS": "3000"}
 
 def run_consumer(start_process, *args: str, env=None, name=None):
     """Start `manage.py run_consumer *args` as a real process, with FAST_GROUP."""
-    return start_process("run_consumer", *args, env={**FAST_GROUP, **(env or {})}, name=name)
+    return start_process(
+        "run_consumer", *args, env={**FAST_GROUP, **(env or {})}, name=name
+    )
 
 
 def event_record(
@@ -93,7 +94,9 @@ def event_id_of(record: dict) -> str:
     return dict(record["headers"])["ce_id"].decode()
 
 
-def produce(brokers: str, topic: str, records: list[dict], *, one_per_request=False) -> None:
+def produce(
+    brokers: str, topic: str, records: list[dict], *, one_per_request=False
+) -> None:
     """Produce and wait for every acknowledgement.
 
     The topic and its dead-letter topic are made first, as run_relay and run_consumer
@@ -121,13 +124,17 @@ def committed_offsets(brokers: str, group: str, topic: str) -> dict[int, int]:
     """The group's committed offset per partition of topic (missing: none committed)."""
     admin = AdminClient({"bootstrap.servers": brokers})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p) for p in partitions]
+    )
     result = admin.list_consumer_group_offsets([request])[group].result()
     return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/metrics", timeout=5
+    ) as response:
         return response.read().decode()
 
 
@@ -140,9 +147,8 @@ def metric_value(text: str, name: str) -> float:
     return total
 
 
-@pytest.fixture
-def people(make_user):
-    """Two patients and two doctors' users (import this fixture into a test module)."""
+def make_people(make_user) -> list:
+    """Two patients and two doctors' users."""
     return [make_user() for _ in range(4)]
 
 
@@ -167,7 +173,9 @@ def assert_exactly_once(records: list[dict]) -> None:
     assert len(set(pairs)) == len(pairs) == 2 * len(expected)
 
 
-def produce_slowly(brokers: str, topic: str, records: list[dict], per_second=300) -> None:
+def produce_slowly(
+    brokers: str, topic: str, records: list[dict], per_second=300
+) -> None:
     """Produce in small steps at about per_second, so the stream spans what a test does."""
     step = max(1, per_second // 10)
     for start in range(0, len(records), step):

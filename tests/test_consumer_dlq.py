@@ -22,13 +22,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _without(record: dict, *names: str) -> dict:
-    return {**record, "headers": [(k, v) for k, v in record["headers"] if k not in names]}
+    return {
+        **record,
+        "headers": [(k, v) for k, v in record["headers"] if k not in names],
+    }
 
 
 def test_each_kind_of_poison_record_is_dead_lettered_and_the_consumer_continues(
     broker, topic, start_process, make_user
 ):
-    patient, doctor = make_user(email="pat@example.com"), make_user(email="doc@example.com")
+    patient, doctor = (
+        make_user(email="pat@example.com"),
+        make_user(email="doc@example.com"),
+    )
     ok = dict(patient_id=patient.id, doctor_user_id=doctor.id)
     good = [event_record(**ok) for _ in range(3)]
     poison = {
@@ -74,7 +80,10 @@ def test_each_kind_of_poison_record_is_dead_lettered_and_the_consumer_continues(
 
     dead = read_topic(broker.address, f"{topic}.dlq", expect=len(poison))
     assert len(dead) == len(poison), consumer.output
-    originals = {(r.value(), r.key()): r for r in read_topic(broker.address, topic, expect=len(stream))}
+    originals = {
+        (r.value(), r.key()): r
+        for r in read_topic(broker.address, topic, expect=len(stream))
+    }
     by_value = {}
     for d in dead:
         h = headers_of(d)
@@ -96,7 +105,9 @@ def test_each_kind_of_poison_record_is_dead_lettered_and_the_consumer_continues(
     # the consumer is still running and applies what comes next
     later = event_record(**ok)
     produce(broker.address, topic, [later])
-    assert wait_until(lambda: ProcessedEvent.objects.count() == 4, timeout=20), consumer.output
+    assert wait_until(lambda: ProcessedEvent.objects.count() == 4, timeout=20), (
+        consumer.output
+    )
     assert consumer.proc.poll() is None
 
     # two notifications per good event, none for a poison record or the duplicate
@@ -109,15 +120,24 @@ def test_each_kind_of_poison_record_is_dead_lettered_and_the_consumer_continues(
     # every record's offset is committed, the dead-lettered ones included
     total = len(stream) + 1
     assert wait_until(
-        lambda: sum(committed_offsets(broker.address, f"group-{topic}", topic).values()) == total
+        lambda: (
+            sum(committed_offsets(broker.address, f"group-{topic}", topic).values())
+            == total
+        )
     )
     metrics = scrape(port)
     assert metric_value(metrics, "notifications_consumer_records_total") == total
-    assert metric_value(metrics, "notifications_consumer_dead_letters_total") == len(poison)
-    assert 'notifications_consumer_dead_letters_total{error="ValueError"} 1.0' in metrics
+    assert metric_value(metrics, "notifications_consumer_dead_letters_total") == len(
+        poison
+    )
+    assert (
+        'notifications_consumer_dead_letters_total{error="ValueError"} 1.0' in metrics
+    )
     assert metric_value(metrics, "notifications_consumer_duplicates_total") == 1
     assert metric_value(metrics, "notifications_consumer_notifications_total") == 8
-    assert metric_value(metrics, "notifications_consumer_event_delay_seconds_count") == 4
+    assert (
+        metric_value(metrics, "notifications_consumer_event_delay_seconds_count") == 4
+    )
     assert consumer.terminate() == 0
 
 
@@ -127,7 +147,10 @@ def test_dlq_replay_sends_dead_letters_back_once_after_a_fix(
     patient, doctor = make_user(), make_user()
     missing_id = doctor.id + 10_000
     fixable = event_record(patient_id=patient.id, doctor_user_id=missing_id)
-    hopeless = {**event_record(patient_id=patient.id, doctor_user_id=doctor.id), "value": b"oops"}
+    hopeless = {
+        **event_record(patient_id=patient.id, doctor_user_id=doctor.id),
+        "value": b"oops",
+    }
     produce(broker.address, topic, [fixable, hopeless])
     consumer = run_consumer(start_process, "--no-email")
     dlq = f"{topic}.dlq"

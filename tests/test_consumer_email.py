@@ -1,4 +1,4 @@
-"""The email channel: one delivery per recipient with an address, retries, never in the way."""
+"""The email channel: a delivery per recipient with an address, retries, never in the way."""
 
 import socket
 import time
@@ -11,7 +11,13 @@ from notifications.mailer import EmailSender
 from notifications.models import EmailDelivery, Notification
 from tests.broker import free_port
 from tests.conftest import wait_until
-from tests.consumer_kit import SmtpServer, event_id_of, event_record, produce, run_consumer
+from tests.consumer_kit import (
+    SmtpServer,
+    event_id_of,
+    event_record,
+    produce,
+    run_consumer,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,10 +30,13 @@ def test_consumer_emails_each_recipient_with_an_address_through_the_backend(
     record = event_record(patient_id=patient.id, doctor_user_id=doctor.id)
     produce(broker.address, topic, [record])
     consumer = run_consumer(
-        start_process, env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+        start_process,
+        env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
     )
     sent = wait_until(
-        lambda: EmailDelivery.objects.filter(status=EmailDelivery.Status.SENT).count() == 1,
+        lambda: (
+            EmailDelivery.objects.filter(status=EmailDelivery.Status.SENT).count() == 1
+        ),
         timeout=30,
     )
     assert sent, consumer.output
@@ -55,7 +64,11 @@ def pending_email(make_user):
 
 def smtp_settings(settings, port: int) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 5
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = (
+        "127.0.0.1",
+        port,
+        5,
+    )
 
 
 def test_a_failed_email_is_retried_with_backoff_until_the_server_takes_it(
@@ -99,9 +112,12 @@ def test_an_email_is_marked_failed_after_its_last_attempt(settings, pending_emai
     assert sender.send_due() == (0, 0)
 
 
-def test_send_emails_is_the_email_channel_as_its_own_process(pending_email, start_process):
+def test_send_emails_is_the_email_channel_as_its_own_process(
+    pending_email, start_process
+):
     sender = start_process(
-        "send_emails", env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+        "send_emails",
+        env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
     )
     sent = wait_until(
         lambda: EmailDelivery.objects.filter(status=EmailDelivery.Status.SENT).exists()
@@ -115,7 +131,10 @@ def test_send_emails_is_the_email_channel_as_its_own_process(pending_email, star
 def test_a_mail_server_that_hangs_never_slows_the_kafka_loop(
     broker, topic, start_process, make_user
 ):
-    patient, doctor = make_user(email="pat@example.com"), make_user(email="doc@example.com")
+    patient, doctor = (
+        make_user(email="pat@example.com"),
+        make_user(email="doc@example.com"),
+    )
     with socket.socket() as hanging:  # accepts connections, never says a word
         hanging.bind(("127.0.0.1", 0))
         hanging.listen(16)
@@ -130,11 +149,20 @@ def test_a_mail_server_that_hangs_never_slows_the_kafka_loop(
         )
         first = [event_record(patient_id=patient.id, doctor_user_id=doctor.id)]
         produce(broker.address, topic, first)
-        assert wait_until(lambda: Notification.objects.count() == 2, timeout=30), consumer.output
+        assert wait_until(lambda: Notification.objects.count() == 2, timeout=30), (
+            consumer.output
+        )
         time.sleep(0.3)  # the email thread is now stuck waiting for the greeting
-        later = [event_record(patient_id=patient.id, doctor_user_id=doctor.id) for _ in range(20)]
+        later = [
+            event_record(patient_id=patient.id, doctor_user_id=doctor.id)
+            for _ in range(20)
+        ]
         produce(broker.address, topic, later)
-        assert wait_until(lambda: Notification.objects.count() == 42, timeout=10), consumer.output
-        assert not EmailDelivery.objects.filter(status=EmailDelivery.Status.SENT).exists()
+        assert wait_until(lambda: Notification.objects.count() == 42, timeout=10), (
+            consumer.output
+        )
+        assert not EmailDelivery.objects.filter(
+            status=EmailDelivery.Status.SENT
+        ).exists()
         assert EmailDelivery.objects.count() == 42
         assert consumer.terminate(timeout=10) == 0

@@ -14,7 +14,7 @@ from tests.conftest import wait_until
 from tests.consumer_kit import (
     assert_exactly_once,
     committed_offsets,
-    people,  # noqa: F401  (fixture)
+    make_people,
     produce,
     produce_slowly,
     run_consumer,
@@ -37,21 +37,24 @@ def inbox_locked():
 
 
 def test_sigkill_mid_batch_then_restart_gives_exactly_one_notification_per_event(
-    broker, topic, start_process, people
+    broker, topic, start_process, make_user
 ):
+    people = make_people(make_user)
     records = stream_of(people, 2000)
     produce(broker.address, topic, records)
     args = ("--batch-size", "100", "--no-email")
     first = run_consumer(start_process, *args)
-    assert wait_until(lambda: ProcessedEvent.objects.count() >= 300, timeout=40), first.output
+    assert wait_until(lambda: ProcessedEvent.objects.count() >= 300, timeout=40), (
+        first.output
+    )
 
     with inbox_locked():
         # The consumer now holds a batch and waits inside its transaction.
         before = ProcessedEvent.objects.count()
         if connection.vendor == "postgresql":
-            assert wait_until(
-                lambda: _backends_waiting_for_a_lock() > 0, timeout=10
-            ), first.output
+            assert wait_until(lambda: _backends_waiting_for_a_lock() > 0, timeout=10), (
+                first.output
+            )
         else:
             time.sleep(1)
         first.proc.send_signal(signal.SIGKILL)
@@ -59,7 +62,9 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_one_notification_per_event
     assert before < len(records)
 
     second = run_consumer(start_process, *args)
-    done = wait_until(lambda: ProcessedEvent.objects.count() == len(records), timeout=60)
+    done = wait_until(
+        lambda: ProcessedEvent.objects.count() == len(records), timeout=60
+    )
     assert done, second.output
     assert_exactly_once(records)
     assert read_topic(broker.address, f"{topic}.dlq", expect=0) == []
@@ -76,12 +81,15 @@ def _backends_waiting_for_a_lock() -> int:
 
 
 def test_sigterm_mid_stream_finishes_and_commits_the_batch_in_hand(
-    broker, topic, start_process, people
+    broker, topic, start_process, make_user
 ):
+    people = make_people(make_user)
     records = stream_of(people, 3000)
     produce(broker.address, topic, records)
     consumer = run_consumer(start_process, "--batch-size", "200", "--no-email")
-    assert wait_until(lambda: ProcessedEvent.objects.count() >= 400, timeout=40), consumer.output
+    assert wait_until(lambda: ProcessedEvent.objects.count() >= 400, timeout=40), (
+        consumer.output
+    )
 
     consumer.proc.send_signal(signal.SIGTERM)
     started = time.monotonic()
@@ -96,13 +104,16 @@ def test_sigterm_mid_stream_finishes_and_commits_the_batch_in_hand(
 
 @pytest.mark.postgres_only
 def test_database_cut_mid_stream_loses_nothing_and_moves_no_offset_while_down(
-    broker, topic, start_process, people
+    broker, topic, start_process, make_user
 ):
+    people = make_people(make_user)
     records = stream_of(people, 1200)
     consumer = run_consumer(start_process, "--batch-size", "50", "--no-email")
     assert consumer.wait_for_output("consumer: assigned", timeout=30), consumer.output
 
-    producer = threading.Thread(target=produce_slowly, args=(broker.address, topic, records))
+    producer = threading.Thread(
+        target=produce_slowly, args=(broker.address, topic, records)
+    )
     producer.start()
     try:
         # Connections terminated under the consumer's feet, a few times.
@@ -122,7 +133,9 @@ def test_database_cut_mid_stream_loses_nothing_and_moves_no_offset_while_down(
     finally:
         producer.join()
 
-    done = wait_until(lambda: ProcessedEvent.objects.count() == len(records), timeout=60)
+    done = wait_until(
+        lambda: ProcessedEvent.objects.count() == len(records), timeout=60
+    )
     assert done, consumer.output
     assert "database unavailable" in consumer.output
     assert_exactly_once(records)

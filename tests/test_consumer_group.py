@@ -9,7 +9,7 @@ from notifications.models import ProcessedEvent
 from tests.conftest import wait_until
 from tests.consumer_kit import (
     assert_exactly_once,
-    people,  # noqa: F401  (fixture)
+    make_people,
     produce_slowly,
     run_consumer,
     stream_of,
@@ -20,18 +20,23 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_three_consumers_share_the_partitions_and_one_leaving_or_joining_loses_nothing(
-    broker, topic, start_process, people
+    broker, topic, start_process, make_user
 ):
+    people = make_people(make_user)
     records = stream_of(people, 2400)
 
     def consumer(name):
-        return run_consumer(start_process, "--batch-size", "20", "--no-email", name=name)
+        return run_consumer(
+            start_process, "--batch-size", "20", "--no-email", name=name
+        )
 
     a, b, c = consumer("a"), consumer("b"), consumer("c")
     for member in (a, b, c):
         assert member.wait_for_output("consumer: assigned", timeout=40), member.output
     producer = threading.Thread(
-        target=produce_slowly, args=(broker.address, topic, records), kwargs={"per_second": 300}
+        target=produce_slowly,
+        args=(broker.address, topic, records),
+        kwargs={"per_second": 300},
     )
     producer.start()
     try:
@@ -45,7 +50,9 @@ def test_three_consumers_share_the_partitions_and_one_leaving_or_joining_loses_n
     finally:
         producer.join()
 
-    done = wait_until(lambda: ProcessedEvent.objects.count() == len(records), timeout=60)
+    done = wait_until(
+        lambda: ProcessedEvent.objects.count() == len(records), timeout=60
+    )
     members = (a, b, c, d)
     assert done, "".join(m.output for m in members)
     assert all(m.terminate() == 0 for m in (a, c, d))

@@ -22,7 +22,9 @@ def pair(make_user):
 
 def test_a_batch_applied_twice_has_its_effect_once(pair):
     patient, doctor = pair
-    records = [event_record(patient_id=patient.id, doctor_user_id=doctor.id) for _ in range(5)]
+    records = [
+        event_record(patient_id=patient.id, doctor_user_id=doctor.id) for _ in range(5)
+    ]
 
     first = apply_events(parsed(records))
     assert (len(first.new), first.duplicates, first.rejected) == (5, 0, [])
@@ -32,9 +34,10 @@ def test_a_batch_applied_twice_has_its_effect_once(pair):
     assert ProcessedEvent.objects.count() == 5
     assert Notification.objects.count() == 10
     # email only for the recipient who has an address
-    assert list(EmailDelivery.objects.values_list("notification__recipient", flat=True)) == [
-        patient.id
-    ] * 5
+    assert (
+        list(EmailDelivery.objects.values_list("notification__recipient", flat=True))
+        == [patient.id] * 5
+    )
     row = ProcessedEvent.objects.get(event_id=event_id_of(records[3]))
     assert (row.topic, row.partition, row.offset) == ("appointments", 0, 3)
 
@@ -62,7 +65,9 @@ def test_an_event_for_an_unknown_recipient_is_rejected_and_the_rest_applied(pair
 
 def test_notifications_keep_the_order_of_the_batch(pair):
     patient, doctor = pair
-    records = [event_record(patient_id=patient.id, doctor_user_id=doctor.id) for _ in range(30)]
+    records = [
+        event_record(patient_id=patient.id, doctor_user_id=doctor.id) for _ in range(30)
+    ]
     apply_events(parsed(records))
     in_id_order = list(
         Notification.objects.order_by("id").values_list("event_id", "recipient_id")

@@ -20,7 +20,7 @@ from notifications.models import Notification, ProcessedEvent
 from tests.conftest import wait_until
 from tests.consumer_kit import (
     committed_offsets,
-    people,  # noqa: F401  (fixture)
+    make_people,
     produce,
     run_consumer,
     stream_of,
@@ -46,14 +46,19 @@ def partition_counts(broker, topic, records: list[dict]) -> dict[int, int]:
 
 
 def test_reset_is_refused_while_the_group_consumes_and_earliest_rereads_everything_once(
-    broker, topic, start_process, people
+    broker, topic, start_process, make_user
 ):
+    people = make_people(make_user)
     records = stream_of(people, 30)
     produce(broker.address, topic, records)
     group = f"group-{topic}"
     first = run_consumer(start_process, *CONSUME)
-    assert wait_until(lambda: ProcessedEvent.objects.count() == 30, timeout=30), first.output
-    assert wait_until(lambda: sum(committed_offsets(broker.address, group, topic).values()) == 30)
+    assert wait_until(lambda: ProcessedEvent.objects.count() == 30, timeout=30), (
+        first.output
+    )
+    assert wait_until(
+        lambda: sum(committed_offsets(broker.address, group, topic).values()) == 30
+    )
 
     refused = reset(start_process, "earliest")
     assert refused.proc.returncode == 1
@@ -70,22 +75,28 @@ def test_reset_is_refused_while_the_group_consumes_and_earliest_rereads_everythi
     assert forced.proc.returncode == 0, forced.output
     assert f"group {group}: offsets reset to earliest" in forced.output
     for partition, count in partition_counts(broker, topic, records).items():
-        assert re.search(rf"{topic}\s+{partition}\s+{count}\s+0\b", forced.output), forced.output
+        assert re.search(rf"{topic}\s+{partition}\s+{count}\s+0\b", forced.output), (
+            forced.output
+        )
     assert committed_offsets(broker.address, group, topic) == {p: 0 for p in range(3)}
 
     # The group reads the topic again from the start; the inbox skips every event.
     second = run_consumer(start_process, *CONSUME)
     assert wait_until(
-        lambda: sum(committed_offsets(broker.address, group, topic).values()) == 30, timeout=30
+        lambda: sum(committed_offsets(broker.address, group, topic).values()) == 30,
+        timeout=30,
     ), second.output
     assert second.terminate() == 0
-    skipped = sum(int(n) for n in re.findall(r"skipped (\d+) duplicate events", second.output))
+    skipped = sum(
+        int(n) for n in re.findall(r"skipped (\d+) duplicate events", second.output)
+    )
     assert skipped == 30
     assert "NOTIFICATION:" not in second.output
     assert Notification.objects.count() == 60
 
 
-def test_reset_to_latest_skips_the_backlog(broker, topic, start_process, people):
+def test_reset_to_latest_skips_the_backlog(broker, topic, start_process, make_user):
+    people = make_people(make_user)
     backlog = stream_of(people, 12)
     produce(broker.address, topic, backlog, one_per_request=True)
     counts = partition_counts(broker, topic, backlog)
@@ -101,15 +112,18 @@ def test_reset_to_latest_skips_the_backlog(broker, topic, start_process, people)
     assert consumer.wait_for_output("consumer: assigned", timeout=30), consumer.output
     [fresh] = stream_of(people, 1)
     produce(broker.address, topic, [fresh], one_per_request=True)
-    assert wait_until(lambda: ProcessedEvent.objects.count() == 1, timeout=20), consumer.output
+    assert wait_until(lambda: ProcessedEvent.objects.count() == 1, timeout=20), (
+        consumer.output
+    )
     time.sleep(0.5)
     assert ProcessedEvent.objects.count() == 1
     assert consumer.terminate() == 0
 
 
 def test_reset_to_a_time_starts_at_the_first_record_at_or_after_it(
-    broker, topic, start_process, people
+    broker, topic, start_process, make_user
 ):
+    people = make_people(make_user)
     before, after = stream_of(people, 9), stream_of(people, 6)
     produce(broker.address, topic, before, one_per_request=True)
     time.sleep(0.2)
@@ -125,5 +139,7 @@ def test_reset_to_a_time_starts_at_the_first_record_at_or_after_it(
 
 
 def test_reset_offsets_rejects_a_target_it_cannot_read():
-    with pytest.raises(CommandError, match="'yesterday' is not 'earliest', 'latest' or an ISO"):
+    with pytest.raises(
+        CommandError, match="'yesterday' is not 'earliest', 'latest' or an ISO"
+    ):
         call_command("run_consumer", reset_offsets="yesterday")

@@ -30,11 +30,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--dry-run", action="store_true", help="List what would be replayed; send nothing."
+            "--dry-run",
+            action="store_true",
+            help="List what would be replayed; send nothing.",
         )
-        parser.add_argument("--dlq-topic", help="Dead-letter topic (default: CONSUMER_DLQ_TOPIC).")
         parser.add_argument(
-            "--timeout", type=float, default=30, help="Seconds to read the topic to its end."
+            "--dlq-topic", help="Dead-letter topic (default: CONSUMER_DLQ_TOPIC)."
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=30,
+            help="Seconds to read the topic to its end.",
         )
 
     def handle(self, *args, dry_run=False, dlq_topic=None, timeout=30, **options):
@@ -54,11 +61,15 @@ class Command(BaseCommand):
             self.stdout.write(f"  {count:>6}  -> {topic:<30} {error}")
         if dry_run:
             for r in records[:20]:
-                self.stdout.write(f"  {replay.dlq_topic}[{r.partition}]@{r.offset}: {r.error}")
+                self.stdout.write(
+                    f"  {replay.dlq_topic}[{r.partition}]@{r.offset}: {r.error}"
+                )
             if len(records) > 20:
                 self.stdout.write(f"  ... and {len(records) - 20} more")
             self.stdout.write("dry run: nothing sent")
             return
         if report.skipped:
-            self.stdout.write(f"skipped {report.skipped} without a dlq_original_topic header")
+            self.stdout.write(
+                f"skipped {report.skipped} without a dlq_original_topic header"
+            )
         self.stdout.write(f"replayed {report.replayed} dead letter(s)")

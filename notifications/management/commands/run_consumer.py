@@ -84,11 +84,17 @@ class Command(BaseCommand):
             raise CommandError(f"--reset-offsets: {exc}") from None
         topics = settings.CONSUMER["TOPICS"]
         try:
-            resets = group_offsets_reset(group=group, topics=topics, target=target, force=force)
+            resets = group_offsets_reset(
+                group=group, topics=topics, target=target, force=force
+            )
         except (GroupHasMembers, OffsetResetFailed) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"group {group}: offsets reset to {target}")
-        self.stdout.write(f"  {'topic':<30} {'partition':>9} {'before':>10} {'after':>10}")
+        self.stdout.write(
+            f"  {'topic':<30} {'partition':>9} {'before':>10} {'after':>10}"
+        )
         for r in resets:
             before = "-" if r.before is None else str(r.before)
-            self.stdout.write(f"  {r.topic:<30} {r.partition:>9} {before:>10} {r.after:>10}")
+            self.stdout.write(
+                f"  {r.topic:<30} {r.partition:>9} {before:>10} {r.after:>10}"
+            )

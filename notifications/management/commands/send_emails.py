@@ -12,7 +12,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, help="Deliveries claimed per round.")
+        parser.add_argument(
+            "--batch-size", type=int, help="Deliveries claimed per round."
+        )
 
     def handle(self, *args, batch_size=None, **options):
         sender = EmailSender(batch_size=batch_size)
