@@ -71,13 +71,17 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_one_notification_per_event
     assert second.terminate() == 0
 
 
-def _backends_waiting_for_a_lock() -> int:
+def _scalar(sql: str):
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
+        cursor.execute(sql)
         return cursor.fetchone()[0]
+
+
+def _backends_waiting_for_a_lock() -> int:
+    return _scalar(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
 
 
 def test_sigterm_mid_stream_finishes_and_commits_the_batch_in_hand(
@@ -145,12 +149,10 @@ def test_database_cut_mid_stream_loses_nothing_and_moves_no_offset_while_down(
 
 def _terminate_others() -> int:
     """Terminate every other connection to the test database; return how many."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
+    return _scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
 
 
 @contextlib.contextmanager
