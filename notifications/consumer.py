@@ -146,13 +146,14 @@ class NotificationConsumer:
 
     def run(self) -> int:
         """Consume until stopped; return the number of records processed."""
-        config = kafka.consumer_config(
-            self.group,
-            # Bound the prefetched records (and so the memory) to a few batches' worth.
-            **{"queued.max.messages.kbytes": 16384},
-            **self.consumer_overrides,
+        self.consumer = Consumer(
+            kafka.consumer_config(
+                self.group,
+                # Bound the prefetched records (and so the memory) to a few batches.
+                **{"queued.max.messages.kbytes": 16384},
+                **self.consumer_overrides,
+            )
         )
-        self.consumer = Consumer(config)
         self.dlq_producer = Producer(kafka.producer_config())
         self._ensure_topics()
         self.consumer.subscribe(

@@ -28,32 +28,11 @@ class Planned(NamedTuple):
     role: str  # "patient" or "doctor"
 
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-MONTHS = (
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-)
-
-
 def _when(d, date_key="date", slot_key="timeSlot") -> str:
-    """'Tue 5 May 2026 at 10:00'; raises ValueError on a malformed date or time."""
+    """'2026-05-05 at 10:00'; raises ValueError on a date or time that does not exist."""
     day = date.fromisoformat(d[date_key])
     slot = time.fromisoformat(d[slot_key])
-    # Lookup tables rather than strftime: locale-independent and several times faster.
-    return (
-        f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year} "
-        f"at {slot.hour:02d}:{slot.minute:02d}"
-    )
+    return f"{day.isoformat()} at {slot.hour:02d}:{slot.minute:02d}"
 
 
 def _booked(d):

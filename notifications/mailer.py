@@ -91,9 +91,8 @@ class EmailSender:
                         "email: database unavailable (%s); retrying", type(exc).__name__
                     )
                     reset_connection()
-                except (
-                    Exception
-                ):  # a bug must not stop the channel for good: log, back off
+                # A bug must not stop the channel for good: log it, back off, go on.
+                except Exception:
                     failures += 1
                     claimed = 0
                     logger.exception("email: sending round failed; retrying")

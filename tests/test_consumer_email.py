@@ -57,7 +57,7 @@ def pending_email(make_user):
         event_id="6f1c1d5e-3a3b-4f0e-9a54-3b8f0f3c2a11",
         appointment_id="0b7d4a8e-9f4e-4a55-8f1e-2a3c9b1d7e22",
         event_type="appointment.cancelled",
-        message="Your appointment with Dr. Smith on Mon 6 May 2030 at 10:00 was cancelled.",
+        message="Your appointment with Dr. Smith on 2030-05-06 at 10:00 was cancelled.",
     )
     return EmailDelivery.objects.create(notification=note)
 
