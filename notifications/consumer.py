@@ -484,14 +484,21 @@ class NotificationConsumer:
         partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
         try:
             positions = self.consumer.position(partitions)
+            # Nothing read from a partition yet: it starts at its committed offset.
+            unread = [tp for tp in positions if tp.offset < 0]
+            if unread:
+                committed = self.consumer.committed(unread, timeout=1)
+                starts = {(tp.topic, tp.partition): tp.offset for tp in committed}
+                for tp in unread:
+                    tp.offset = starts.get((tp.topic, tp.partition), -1)
         except KafkaException:
             return
         for tp in positions:
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0:
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(
-                    max(0, high - tp.offset)
-                )
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue  # no fetch response yet
+            start = tp.offset if tp.offset >= 0 else low  # none committed: the earliest
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - start))
 
     def _warn_kafka(self, message: str, *args) -> None:
         now = time.monotonic()

@@ -125,6 +125,14 @@ def test_each_kind_of_poison_record_is_dead_lettered_and_the_consumer_continues(
             == total
         )
     )
+    # lag per partition, from the fetch responses: nothing left behind
+    lag_lines = [
+        f'notifications_consumer_lag{{partition="{p}",topic="{topic}"}} 0.0'
+        for p in range(3)
+    ]
+    assert wait_until(lambda: all(line in scrape(port) for line in lag_lines)), scrape(
+        port
+    )
     metrics = scrape(port)
     assert metric_value(metrics, "notifications_consumer_records_total") == total
     assert metric_value(metrics, "notifications_consumer_dead_letters_total") == len(
