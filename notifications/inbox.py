@@ -21,6 +21,9 @@ from notifications.records import ParsedEvent
 
 # Rows per INSERT on databases without the array path (SQLite's bound-variable limit).
 _CHUNK = 500
+# A batch that waits this long for a lock gives up and is retried (the error policy
+# treats it as transient), so a stuck lock cannot hold the consumer, or its SIGTERM.
+LOCK_TIMEOUT = "5s"
 
 
 @dataclass
@@ -43,6 +46,9 @@ def apply_events(events: list[ParsedEvent]) -> Applied:
     if not unique:
         return result
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         emails = _recipients(unique)
         accepted = []
         for e in unique:

@@ -107,6 +107,27 @@ def test_sigterm_mid_stream_finishes_and_commits_the_batch_in_hand(
 
 
 @pytest.mark.postgres_only
+def test_a_lock_held_past_the_lock_timeout_is_retried_not_dead_lettered(
+    broker, topic, start_process, make_user
+):
+    records = stream_of(make_people(make_user), 100)
+    produce(broker.address, topic, records)
+    with inbox_locked():
+        consumer = run_consumer(start_process, "--no-email")
+        assert wait_until(lambda: "lock timeout" in consumer.output, timeout=30), (
+            consumer.output
+        )
+        assert ProcessedEvent.objects.count() == 0
+    done = wait_until(
+        lambda: ProcessedEvent.objects.count() == len(records), timeout=30
+    )
+    assert done, consumer.output
+    assert_exactly_once(records)
+    assert read_topic(broker.address, f"{topic}.dlq", expect=0) == []
+    assert consumer.terminate() == 0
+
+
+@pytest.mark.postgres_only
 def test_database_cut_mid_stream_loses_nothing_and_moves_no_offset_while_down(
     broker, topic, start_process, make_user
 ):
