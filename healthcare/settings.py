@@ -299,3 +299,13 @@ if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUT
 # Bench-only (bench/api.py): skip the outbox write to measure what it costs. Never set
 # it anywhere else: with it, appointment changes publish no events.
 OUTBOX_BENCH_DISABLE = env_bool("OUTBOX_BENCH_DISABLE", False)
+
+# Notification email channel (sent by run_consumer's email thread, with retries).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+NOTIFICATION_EMAIL = {
+    "ENABLED": env_bool("NOTIFICATION_EMAIL_ENABLED", True),
+    "BATCH_SIZE": env_int("NOTIFICATION_EMAIL_BATCH_SIZE", 100, minimum=1),
+    "MAX_ATTEMPTS": env_int("NOTIFICATION_EMAIL_MAX_ATTEMPTS", 5, minimum=1),
+    "RETRY_SECONDS": env_int("NOTIFICATION_EMAIL_RETRY_SECONDS", 30, minimum=1),
+    "POLL_INTERVAL_MS": env_int("NOTIFICATION_EMAIL_POLL_INTERVAL_MS", 1000, minimum=10),
+}

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from notifications.models import Notification, ProcessedEvent
+from notifications.models import EmailDelivery, Notification, ProcessedEvent
 
 
 @admin.register(Notification)
@@ -22,3 +22,22 @@ class ProcessedEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(EmailDelivery)
+class EmailDeliveryAdmin(admin.ModelAdmin):
+    """The email channel: what was sent, what waits for a retry, what gave up."""
+
+    list_display = ["notification", "status", "attempts", "next_attempt_at", "sent_at"]
+    list_filter = ["status"]
+    search_fields = ["=notification__id", "=notification__event_id"]
+    readonly_fields = ["notification", "sent_at", "created_at"]
+    fields = [
+        "notification",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "sent_at",
+        "created_at",
+    ]

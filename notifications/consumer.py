@@ -1,138 +1,95 @@
-"""The notification consumer: Kafka batches in, one database transaction per batch."""
+"""The notification consumer: Kafka batches in, one database transaction per batch.
 
-import json
+A batch is whatever the client has already fetched, up to ``batch_size`` records;
+an idle consumer waits at most ``batch_timeout_ms`` for the first one. Each batch:
+parse and plan (pure) -> one transaction (inbox + notifications + email deliveries)
+-> dead letters acknowledged -> offsets stored and committed. A crash anywhere
+before the commit means the batch is read again, and the inbox skips what was
+already applied.
+
+The transaction runs on a dedicated database thread, so that while PostgreSQL
+writes one batch this thread fetches and parses the next; batches are still
+written, dead-lettered and committed strictly one after the other.
+"""
+
+import enum
 import logging
 import signal
 import time
-import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import (
-    DatabaseError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    close_old_connections,
-    connection,
-    transaction,
-)
+from django.db import InterfaceError, OperationalError, ProgrammingError
 
-from notifications.handlers import InvalidEvent, Planned, plan_notifications
-from notifications.models import Notification, ProcessedEvent
+from notifications import metrics
+from notifications.inbox import Applied, apply_events, reset_connection
+from notifications.records import (
+    DeadLetter,
+    ParsedEvent,
+    dead_letter_headers,
+    parse_record,
+)
 from relay import kafka
 
 logger = logging.getLogger("notifications")
 
-REQUIRED_HEADERS = ("ce_id", "ce_type", "ce_specversion", "ce_source")
 
-
-@dataclass
-class ParsedEvent:
-    msg: object
-    event_id: uuid.UUID
-    event_type: str
-    data: dict
-    planned: list[Planned] = field(default_factory=list)
-
-
-@dataclass
-class DeadLetter:
-    msg: object
-    error: Exception
-
-
-def parse_record(msg) -> ParsedEvent:
-    """Read a CloudEvents binary-mode record; raise InvalidEvent when it is unusable."""
-    headers = {}
-    for name, value in msg.headers() or []:
-        try:
-            headers[name] = value.decode() if isinstance(value, bytes) else (value or "")
-        except UnicodeDecodeError:
-            raise InvalidEvent(f"header {name} is not UTF-8") from None
-    missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
-    if missing:
-        raise InvalidEvent(f"missing CloudEvents headers: {', '.join(missing)}")
-    try:
-        event_id = uuid.UUID(headers["ce_id"])
-    except ValueError:
-        raise InvalidEvent("ce_id is not a UUID") from None
-    try:
-        data = json.loads(msg.value() or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"value is not JSON: {exc}") from None
-    event = ParsedEvent(msg, event_id, headers["ce_type"], data)
-    event.planned = plan_notifications(event.event_type, data)
-    return event
+class Decision(enum.Enum):
+    RETRY = "retry"
+    DEAD_LETTER = "dead-letter"
 
 
 class ErrorPolicy:
-    """The consumer's one error policy: retry transient failures, dead-letter the rest."""
+    """The consumer's one error policy: what a failure while applying records means.
 
-    TRANSIENT = (OperationalError, InterfaceError, IntegrityError)
+    - retry (transient): the database is unreachable or restarting, a lock or
+      statement timed out, a deadlock, the schema is not migrated yet. The consumer
+      pauses its partitions, keeps polling (so it stays in the group), and retries
+      the same records with backoff; no offset moves past them.
+    - dead-letter (permanent): the record itself is wrong: not JSON, missing
+      CloudEvents headers, unknown type, invalid data, a handler error, a constraint
+      it violates. It goes to the dead-letter topic and the batch's good records
+      commit.
+
+    A failure of a whole batch that is not transient is narrowed down by applying
+    the records one by one, so only the guilty record is dead-lettered.
+    """
+
+    # Django maps lock, statement and serialization timeouts, deadlocks and lost
+    # connections to OperationalError; a missing table to ProgrammingError.
+    TRANSIENT = (OperationalError, InterfaceError, ProgrammingError)
 
     @classmethod
-    def is_transient(cls, exc: Exception) -> bool:
-        return isinstance(exc, cls.TRANSIENT)
+    def decide(cls, exc: Exception) -> Decision:
+        if isinstance(exc, cls.TRANSIENT):
+            return Decision.RETRY
+        return Decision.DEAD_LETTER
 
     @staticmethod
     def backoff(attempt: int) -> float:
-        return min(30.0, 0.2 * 2**attempt)
+        """0.2 s, 0.4 s, 0.8 s, ... capped at 30 s."""
+        return min(30.0, 0.2 * 2 ** max(0, attempt - 1))
 
 
-def _insert_inbox(events: list[ParsedEvent]) -> set[uuid.UUID]:
-    """Insert the event ids into the inbox; return those that were new."""
-    field_ = ProcessedEvent._meta.get_field("event_id")
-    table = connection.ops.quote_name(ProcessedEvent._meta.db_table)
-    now = datetime.now(UTC)
-    rows, params = [], []
-    for e in events:
-        rows.append("(%s, %s, %s, %s, %s, %s)")
-        params += [
-            field_.get_db_prep_value(e.event_id, connection),
-            e.event_type,
-            e.msg.topic(),
-            e.msg.partition(),
-            e.msg.offset(),
-            ProcessedEvent._meta.get_field("processed_at").get_db_prep_value(now, connection),
-        ]
-    sql = (
-        f"INSERT INTO {table} (event_id, event_type, topic, partition, {connection.ops.quote_name('offset')}, processed_at) "
-        f"VALUES {', '.join(rows)} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {field_.to_python(row[0]) for row in cursor.fetchall()}
+@dataclass
+class Batch:
+    """Records in hand: parsed, maybe being written, not yet committed."""
 
-
-def apply_events(events: list[ParsedEvent]) -> list[Notification]:
-    """Record the events in the inbox and create their notifications, in one transaction.
-
-    An event id already in the inbox creates nothing. Returns the new notifications.
-    """
-    unique = list({e.event_id: e for e in events}.values())
-    if not unique:
-        return []
-    with transaction.atomic():
-        new_ids = _insert_inbox(unique)
-        notifications = [
-            Notification(
-                recipient_id=p.recipient_id,
-                event_id=e.event_id,
-                appointment_id=e.data["appointmentId"],
-                event_type=e.event_type,
-                message=p.message,
-            )
-            for e in unique
-            if e.event_id in new_ids
-            for p in e.planned
-        ]
-        Notification.objects.bulk_create(notifications, batch_size=1000)
-    return notifications
+    records: list
+    events: list[ParsedEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    write: Future | None = None
 
 
 class NotificationConsumer:
@@ -146,6 +103,7 @@ class NotificationConsumer:
         batch_size: int | None = None,
         batch_timeout_ms: int | None = None,
         consumer_overrides: dict | None = None,
+        on_applied: Callable[[], None] | None = None,
     ):
         conf = settings.CONSUMER
         self.group = group or conf["GROUP"]
@@ -154,12 +112,21 @@ class NotificationConsumer:
         self.batch_size = batch_size or conf["BATCH_SIZE"]
         self.batch_timeout = (batch_timeout_ms or conf["BATCH_TIMEOUT_MS"]) / 1000
         self.consumer_overrides = consumer_overrides or {}
+        self.on_applied = on_applied
         self.running = True
-        self._interrupts = 0
-        self.consumer = None
-        self.dlq_producer = None
         self.processed = 0
+        self.consumer: Consumer | None = None
+        self.dlq_producer: Producer | None = None
+        # Every database call of the Kafka loop runs on this one thread (and so on
+        # its one connection).
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consumer-db")
+        self._assigned: set[tuple[str, int]] = set()
+        self._waiting = False
+        self._interrupts = 0
+        self._next_lag_update = 0.0
+        self._last_kafka_warning = 0.0
 
+    # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -168,179 +135,381 @@ class NotificationConsumer:
         self._interrupts += 1
         if self._interrupts > 1 and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        logger.info("consumer: %s received, finishing the batch in hand", signal.Signals(signum).name)
+        logger.info(
+            "consumer: %s received, finishing the batch in hand",
+            signal.Signals(signum).name,
+        )
         self.running = False
 
     def stop(self) -> None:
         self.running = False
 
     def run(self) -> int:
-        self.consumer = Consumer(kafka.consumer_config(self.group, **self.consumer_overrides))
+        """Consume until stopped; return the number of records processed."""
+        self.consumer = Consumer(
+            kafka.consumer_config(
+                self.group,
+                # Bound the prefetched records (and so the memory) to a few batches.
+                **{"queued.max.messages.kbytes": 16384},
+                **self.consumer_overrides,
+            )
+        )
         self.dlq_producer = Producer(kafka.producer_config())
         self._ensure_topics()
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.consumer.subscribe(
+            self.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
         logger.info(
-            "consumer: started (group=%s, topics=%s, brokers=%s)",
+            "consumer: started (group=%s, topics=%s, batch=%d, brokers=%s)",
             self.group,
             ",".join(self.topics),
+            self.batch_size,
             settings.KAFKA["BROKERS"],
         )
+        in_flight: Batch | None = None
         try:
             while self.running:
-                msgs = self.consumer.consume(self.batch_size, timeout=self.batch_timeout)
-                records = [m for m in msgs if not self._is_error(m)]
-                if records:
-                    self.handle_batch(records)
+                # While a batch is being written, only take what is already fetched.
+                records = self._poll_batch(wait=in_flight is None)
+                batch = self._prepare(records) if records else None
+                if in_flight is not None and not self._finish(in_flight):
+                    break  # stopped before the batch was done: nothing of it committed
+                in_flight = self._start(batch) if batch is not None else None
+                self._update_lag()
+            if in_flight is not None:
+                self._finish(in_flight)
         finally:
-            self.dlq_producer.flush(5)
-            self.consumer.close()
-            logger.info("consumer: stopped after %d events", self.processed)
+            self._close()
         return self.processed
+
+    def _close(self) -> None:
+        self._db.submit(reset_connection).result()
+        self._db.shutdown()
+        remaining = self.dlq_producer.flush(5)
+        if remaining:
+            logger.warning(
+                "consumer: %d dead letters unacknowledged at exit", remaining
+            )
+        # close() revokes the assignment, which commits the stored offsets.
+        self.consumer.close()
+        logger.info("consumer: stopped after %d records", self.processed)
 
     def _ensure_topics(self) -> None:
         """Create missing topics so the subscription sees them at once."""
         try:
             kafka.ensure_topics(
-                AdminClient(kafka.admin_config()), [*self.topics, self.dlq_topic], timeout=5
+                AdminClient(kafka.admin_config()),
+                [*self.topics, self.dlq_topic],
+                timeout=5,
             )
         except KafkaException as exc:
-            logger.warning("consumer: cannot check topics yet (%s); subscribing anyway", exc)
+            logger.warning(
+                "consumer: cannot check topics yet (%s); subscribing anyway", exc
+            )
+
+    # -- rebalancing (cooperative-sticky) ------------------------------------
+    def _on_assign(self, consumer, partitions) -> None:
+        consumer.incremental_assign(partitions)
+        if self._waiting:
+            consumer.pause(partitions)  # the database is down: read nothing new yet
+        self._assigned |= {(p.topic, p.partition) for p in partitions}
+        logger.info("consumer: assigned %s", _describe(partitions))
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        """Commit what was processed on these partitions before another member gets them."""
+        self._commit_stored()
+        self._forget(partitions)
+        logger.info("consumer: revoked %s", _describe(partitions))
+
+    def _on_lost(self, consumer, partitions) -> None:
+        self._forget(partitions)
+        logger.warning("consumer: lost %s (session expired)", _describe(partitions))
+
+    def _forget(self, partitions) -> None:
+        for p in partitions:
+            self._assigned.discard((p.topic, p.partition))
+            try:
+                metrics.LAG.remove(p.topic, str(p.partition))
+            except KeyError:
+                pass
+
+    def _owned(self, msg) -> bool:
+        return (msg.topic(), msg.partition()) in self._assigned
+
+    # -- one batch -----------------------------------------------------------
+    def _poll_batch(self, *, wait: bool) -> list:
+        """What is already fetched, up to batch_size; if none and ``wait``, wait for one."""
+        msgs = self.consumer.consume(self.batch_size, timeout=0)
+        if not msgs and wait:
+            first = self.consumer.poll(self.batch_timeout)
+            if first is None:
+                return []
+            msgs = [first]
+            if self.batch_size > 1:
+                msgs += self.consumer.consume(self.batch_size - 1, timeout=0)
+        return [m for m in msgs if not self._is_error(m)]
 
     def _is_error(self, msg) -> bool:
         err = msg.error()
         if err is None:
             return False
+        if err.fatal():
+            raise KafkaException(err)
         if err.code() != KafkaError._PARTITION_EOF:
-            logger.warning("consumer: %s", err)
+            self._warn_kafka("consumer: %s", err)
         return True
 
-    def _on_assign(self, consumer, partitions) -> None:
-        logger.info("consumer: assigned %s", _describe(partitions))
-
-    def _on_revoke(self, consumer, partitions) -> None:
-        logger.info("consumer: revoked %s", _describe(partitions))
-
-    def handle_batch(self, records: list) -> None:
-        """Apply a batch, dead-letter the bad records, then commit the offsets."""
-        good, dead = [], []
+    def _prepare(self, records: list) -> Batch:
+        """Parse and plan every record; a record that fails is a dead letter."""
+        batch = Batch(records)
         for msg in records:
             try:
-                good.append(parse_record(msg))
-            except InvalidEvent as exc:
-                dead.append(DeadLetter(msg, exc))
-        good, more_dead = self._drop_unknown_recipients(good)
-        dead += more_dead
-        notifications = self._apply_with_retry(good)
-        if notifications is None:
-            return  # stopping while the database is down: nothing committed
+                batch.events.append(parse_record(msg))
+            except Exception as exc:  # invalid record or handler error: permanent
+                batch.dead.append(DeadLetter(msg, exc))
+        return batch
+
+    def _start(self, batch: Batch) -> Batch:
+        """Begin the batch's transaction on the database thread."""
+        if batch.events:
+            batch.write = self._db.submit(apply_events, batch.events)
+        return batch
+
+    def _finish(self, batch: Batch) -> bool:
+        """Wait for the write, dead-letter the bad records, then commit the offsets.
+
+        Returns False when the consumer was stopped before the batch was done
+        (nothing of it is committed then; it will be read again).
+        """
+        applied = self._apply(batch.events, batch.write)
+        if applied is None:
+            return False
+        dead = batch.dead + [DeadLetter(e.msg, exc) for e, exc in applied.rejected]
         if dead and not self._dead_letter(dead):
-            return  # stopping before the dead-letter topic acknowledged: re-read later
+            return False
+        records = [m for m in batch.records if self._owned(m)]
         self._commit(records)
-        self.processed += len(records)
-        for n in notifications:
-            logger.info(
-                "NOTIFICATION: %s appointment=%s recipient=%s",
-                n.event_type,
-                n.appointment_id,
-                n.recipient_id,
-            )
+        self._account(records, applied, dead, batch.started)
+        return True
 
-    def _drop_unknown_recipients(self, events):
-        ids = {p.recipient_id for e in events for p in e.planned}
-        known = set(
-            get_user_model().objects.filter(id__in=ids).values_list("id", flat=True)
-        ) if ids else set()
-        good, dead = [], []
-        for e in events:
-            unknown = [p.recipient_id for p in e.planned if p.recipient_id not in known]
-            if unknown:
-                dead.append(DeadLetter(e.msg, InvalidEvent(f"unknown recipient user {unknown[0]}")))
-            else:
-                good.append(e)
-        return good, dead
+    def _apply(self, events: list[ParsedEvent], write: Future | None) -> Applied | None:
+        """The result of apply_events under the error policy; None if stopped meanwhile.
 
-    def _apply_with_retry(self, events):
-        attempt = 0
-        while True:
+        ``write`` is the call already running for all of ``events``, if any.
+        """
+        total = Applied()
+        pending, one_by_one, attempt = events, False, 0
+        while pending:
+            chunk = pending[:1] if one_by_one else pending
+            if write is None:
+                write = self._db.submit(apply_events, chunk)
             try:
-                return apply_events(events)
-            except DatabaseError as exc:
-                if not ErrorPolicy.is_transient(exc):
-                    raise
-                attempt += 1
-                delay = ErrorPolicy.backoff(attempt)
-                logger.warning(
-                    "consumer: database unavailable (%s); retry %d in %.1fs",
-                    type(exc).__name__,
-                    attempt,
-                    delay,
-                )
-                try:
-                    connection.close()
-                except DatabaseError:
-                    pass
-                close_old_connections()
-                end = time.monotonic() + delay
-                while time.monotonic() < end:
-                    if not self.running:
+                applied = write.result()
+            except Exception as exc:
+                write = None
+                if ErrorPolicy.decide(exc) is Decision.RETRY:
+                    attempt += 1
+                    metrics.TRANSIENT_ERRORS.inc()
+                    delay = ErrorPolicy.backoff(attempt)
+                    logger.warning(
+                        "consumer: database unavailable (%s: %s); retry %d in %.1fs",
+                        type(exc).__name__,
+                        _first_line(exc),
+                        attempt,
+                        delay,
+                    )
+                    self._db.submit(reset_connection).result()
+                    if not self._wait(delay):
                         return None
-                    time.sleep(0.05)
+                    pending = [e for e in pending if self._owned(e.msg)]
+                elif len(chunk) > 1:
+                    logger.warning(
+                        "consumer: batch failed (%s); applying its records one by one",
+                        type(exc).__name__,
+                    )
+                    one_by_one = True
+                else:
+                    total.rejected.append((chunk[0], exc))
+                    pending = pending[1:]
+                continue
+            write, attempt = None, 0
+            total.new += applied.new
+            total.duplicates += applied.duplicates
+            total.rejected += applied.rejected
+            pending = pending[len(chunk) :]
+        return total
 
     def _dead_letter(self, dead: list[DeadLetter]) -> bool:
-        """Send bad records to the dead-letter topic; True once the broker acked them all."""
+        """Send records to the dead-letter topic; True once the broker acked them all."""
         attempt = 0
         while True:
             failures = []
             for d in dead:
+                self._produce_dead_letter(d, failures)
+            remaining = self.dlq_producer.flush(30)
+            if not remaining and not failures:
+                for d in dead:
+                    metrics.DEAD_LETTERS.labels(type(d.error).__name__).inc()
+                    logger.warning(
+                        "consumer: dead-lettered %s[%d]@%d: %s: %s",
+                        d.msg.topic(),
+                        d.msg.partition(),
+                        d.msg.offset(),
+                        type(d.error).__name__,
+                        d.error,
+                    )
+                return True
+            attempt += 1
+            delay = ErrorPolicy.backoff(attempt)
+            logger.warning(
+                "consumer: dead-letter topic %s did not acknowledge (%s); "
+                "retry %d in %.1fs",
+                self.dlq_topic,
+                failures[0] if failures else "timeout",
+                attempt,
+                delay,
+            )
+            if not self._wait(delay):
+                return False
+            dead = [d for d in dead if self._owned(d.msg)]
+
+    def _produce_dead_letter(self, d: DeadLetter, failures: list) -> None:
+        def on_delivery(err, msg):
+            if err is not None:
+                failures.append(err)
+
+        while True:
+            try:
                 self.dlq_producer.produce(
                     self.dlq_topic,
                     key=d.msg.key(),
                     value=d.msg.value(),
                     headers=dead_letter_headers(d.msg, d.error),
-                    on_delivery=lambda err, m: failures.append(err) if err else None,
+                    on_delivery=on_delivery,
                 )
-            remaining = self.dlq_producer.flush(30)
-            if not remaining and not failures:
-                for d in dead:
-                    logger.warning(
-                        "consumer: dead-lettered %s[%d]@%d: %s",
-                        d.msg.topic(),
-                        d.msg.partition(),
-                        d.msg.offset(),
-                        d.error,
-                    )
-                return True
-            attempt += 1
-            logger.warning(
-                "consumer: dead-letter topic %s did not acknowledge (%s); retry %d",
-                self.dlq_topic,
-                failures[0] if failures else "timeout",
-                attempt,
-            )
-            end = time.monotonic() + ErrorPolicy.backoff(attempt)
-            while time.monotonic() < end:
-                if not self.running:
-                    return False
-                time.sleep(0.05)
+                return
+            except BufferError:
+                self.dlq_producer.poll(0.1)
 
-    def _commit(self, records) -> None:
+    def _commit(self, records: list) -> None:
+        """Store the offsets after these records and commit them."""
         last = {}
         for msg in records:
             last[(msg.topic(), msg.partition())] = msg.offset()
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-        self.consumer.commit(offsets=offsets, asynchronous=False)
+        if not last:
+            return
+        try:
+            self.consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+            )
+        except KafkaException as exc:
+            # The partition was revoked meanwhile; its new owner re-reads these records.
+            self._warn_kafka("consumer: cannot store offsets: %s", exc)
+            return
+        self._commit_stored()
+
+    def _commit_stored(self) -> None:
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                # Stored offsets go out with the next commit; a re-read is skipped by
+                # the inbox, so a failed commit costs time, never correctness.
+                self._warn_kafka("consumer: offset commit failed, will retry: %s", exc)
+
+    def _account(self, records, applied: Applied, dead, started: float) -> None:
+        now = time.time()
+        self.processed += len(records)
+        notes = sum(len(e.planned) for e in applied.new)
+        metrics.RECORDS.inc(len(records))
+        metrics.EVENTS_APPLIED.inc(len(applied.new))
+        metrics.DUPLICATES.inc(applied.duplicates)
+        metrics.NOTIFICATIONS.inc(notes)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        for e in applied.new:
+            if e.time is not None:
+                metrics.EVENT_DELAY.observe(max(0.0, now - e.time.timestamp()))
+        if applied.new and self.on_applied is not None:
+            self.on_applied()
+        if logger.isEnabledFor(logging.INFO):
+            for e in applied.new:
+                for p in e.planned:
+                    logger.info(
+                        "NOTIFICATION: %s appointment=%s recipient=%s",
+                        e.event_type,
+                        e.appointment_id,
+                        p.recipient_id,
+                    )
+            if applied.duplicates:
+                logger.info("consumer: skipped %d duplicate events", applied.duplicates)
+
+    # -- waiting while something is down ---------------------------------------
+    def _wait(self, seconds: float) -> bool:
+        """Pause the partitions and keep polling for ``seconds``; False if stopped.
+
+        Polling keeps the group membership (max.poll.interval.ms) and serves
+        rebalances meanwhile; pausing means nothing new is read. librdkafka resumes
+        each partition right after the last record handed to us, so the records in
+        hand stay the next ones to apply.
+        """
+        self._waiting = True
+        self.consumer.pause(self.consumer.assignment())
+        try:
+            end = time.monotonic() + seconds
+            while self.running and time.monotonic() < end:
+                msg = self.consumer.poll(min(0.1, max(0.0, end - time.monotonic())))
+                if msg is not None and msg.error() is None:
+                    self._unread(msg)
+        finally:
+            self._waiting = False
+            self.consumer.resume(self.consumer.assignment())
+        return self.running
+
+    def _unread(self, msg) -> None:
+        """Put back a record that arrived while waiting: it is read again later."""
+        tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+        self.consumer.seek(tp)
+        self.consumer.pause([tp])
+
+    # -- observability -------------------------------------------------------
+    def _update_lag(self) -> None:
+        """Lag per partition from the high watermark of the last fetch response."""
+        now = time.monotonic()
+        if now < self._next_lag_update or not self._assigned:
+            return
+        self._next_lag_update = now + 1.0
+        partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+        try:
+            positions = self.consumer.position(partitions)
+            # Nothing read from a partition yet: it starts at its committed offset.
+            unread = [tp for tp in positions if tp.offset < 0]
+            if unread:
+                committed = self.consumer.committed(unread, timeout=1)
+                starts = {(tp.topic, tp.partition): tp.offset for tp in committed}
+                for tp in unread:
+                    tp.offset = starts.get((tp.topic, tp.partition), -1)
+        except KafkaException:
+            return
+        for tp in positions:
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue  # no fetch response yet
+            start = tp.offset if tp.offset >= 0 else low  # none committed: the earliest
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - start))
+
+    def _warn_kafka(self, message: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last_kafka_warning >= 10:
+            self._last_kafka_warning = now
+            logger.warning(message, *args)
 
 
-def dead_letter_headers(msg, error: Exception) -> list[tuple[str, str | bytes]]:
-    """The original headers plus where the record came from and why it failed."""
-    return list(msg.headers() or []) + [
-        ("dlq_error_class", type(error).__name__),
-        ("dlq_error_message", str(error)[:1000]),
-        ("dlq_original_topic", msg.topic()),
-        ("dlq_original_partition", str(msg.partition())),
-        ("dlq_original_offset", str(msg.offset())),
-        ("dlq_time", datetime.now(UTC).isoformat()),
-    ]
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _describe(partitions) -> str:

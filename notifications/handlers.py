@@ -5,58 +5,75 @@ build a whole batch's notifications and write them in one transaction.
 """
 
 import uuid
-from dataclasses import dataclass
+from datetime import date, time
+from typing import NamedTuple
 
-REQUIRED = ("appointmentId", "patientId", "doctorUserId", "doctorName", "date", "timeSlot")
+REQUIRED = (
+    "appointmentId",
+    "patientId",
+    "doctorUserId",
+    "doctorName",
+    "date",
+    "timeSlot",
+)
 
 
 class InvalidEvent(ValueError):
     """The event can never be processed as it is (bad data or an unknown type)."""
 
 
-@dataclass(frozen=True)
-class Planned:
+class Planned(NamedTuple):
     recipient_id: int
     message: str
     role: str  # "patient" or "doctor"
 
 
+def _when(d, date_key="date", slot_key="timeSlot") -> str:
+    """'2026-05-05 at 10:00'; raises ValueError on a date or time that does not exist."""
+    day = date.fromisoformat(d[date_key])
+    slot = time.fromisoformat(d[slot_key])
+    return f"{day.isoformat()} at {slot.hour:02d}:{slot.minute:02d}"
+
+
 def _booked(d):
+    when = _when(d)
     return (
-        f"Your appointment with {d['doctorName']} on {d['date']} at {d['timeSlot']} is booked.",
-        f"New appointment on {d['date']} at {d['timeSlot']}.",
+        f"Your appointment with {d['doctorName']} on {when} is booked.",
+        f"New appointment on {when}.",
     )
 
 
 def _rescheduled(d):
-    old = f"{d.get('previousDate', '?')} at {d.get('previousTimeSlot', '?')}"
+    old = _when(d, "previousDate", "previousTimeSlot") if d.get("previousDate") else "?"
+    when = _when(d)
     return (
-        f"Your appointment with {d['doctorName']} moved from {old} "
-        f"to {d['date']} at {d['timeSlot']}.",
-        f"An appointment moved from {old} to {d['date']} at {d['timeSlot']}.",
+        f"Your appointment with {d['doctorName']} moved from {old} to {when}.",
+        f"An appointment moved from {old} to {when}.",
     )
 
 
 def _cancelled(d):
+    when = _when(d)
     return (
-        f"Your appointment with {d['doctorName']} on {d['date']} at {d['timeSlot']} "
-        "was cancelled.",
-        f"The appointment on {d['date']} at {d['timeSlot']} was cancelled.",
+        f"Your appointment with {d['doctorName']} on {when} was cancelled.",
+        f"The appointment on {when} was cancelled.",
     )
 
 
 def _completed(d):
+    when = _when(d)
     return (
-        f"Your appointment with {d['doctorName']} on {d['date']} is complete. Thank you.",
-        f"The appointment on {d['date']} at {d['timeSlot']} is marked completed.",
+        f"Your appointment with {d['doctorName']} on {when} is complete. Thank you.",
+        f"The appointment on {when} is marked completed.",
     )
 
 
 def _no_show(d):
+    when = _when(d)
     return (
-        f"You missed your appointment with {d['doctorName']} on {d['date']} at "
-        f"{d['timeSlot']}. Please book a new one.",
-        f"The patient did not attend the appointment on {d['date']} at {d['timeSlot']}.",
+        f"You missed your appointment with {d['doctorName']} on {when}. "
+        "Please book a new one.",
+        f"The patient did not attend the appointment on {when}.",
     )
 
 
@@ -68,9 +85,21 @@ MESSAGES = {
     "appointment.no_show": _no_show,
 }
 
+SUBJECTS = {
+    "appointment.booked": "Appointment booked",
+    "appointment.rescheduled": "Appointment moved",
+    "appointment.cancelled": "Appointment cancelled",
+    "appointment.completed": "Appointment completed",
+    "appointment.no_show": "Missed appointment",
+}
+
 
 def plan_notifications(event_type: str, data) -> list[Planned]:
-    """The notifications an event causes; raises InvalidEvent when it cannot be handled."""
+    """The notifications an event causes; raises InvalidEvent when it cannot be handled.
+
+    A handler may raise another error for data that passed these checks (a date
+    that does not exist, say); the consumer dead-letters that record too.
+    """
     build = MESSAGES.get(event_type)
     if build is None:
         raise InvalidEvent(f"unknown event type {event_type!r}")
@@ -90,3 +119,7 @@ def plan_notifications(event_type: str, data) -> list[Planned]:
         Planned(patient_id, patient_message, "patient"),
         Planned(doctor_user_id, doctor_message, "doctor"),
     ]
+
+
+def email_subject(event_type: str) -> str:
+    return SUBJECTS.get(event_type, "Your appointment")

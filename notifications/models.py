@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Notification(models.Model):
@@ -18,7 +19,8 @@ class Notification(models.Model):
         indexes = [models.Index(fields=["recipient", "-created_at"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["event_id", "recipient"], name="one_notification_per_event_recipient"
+                fields=["event_id", "recipient"],
+                name="one_notification_per_event_recipient",
             )
         ]
 
@@ -45,3 +47,56 @@ class ProcessedEvent(models.Model):
 
     def __str__(self):
         return f"{self.event_type} {self.event_id}"
+
+
+class EmailDeliveryQuerySet(models.QuerySet):
+    def due(self, now=None):
+        """Pending deliveries whose next attempt (or claim lease) has come."""
+        return self.filter(
+            status=EmailDelivery.Status.PENDING,
+            next_attempt_at__lte=now or timezone.now(),
+        )
+
+
+class EmailDelivery(models.Model):
+    """The email channel of one notification: written with it, sent later with retries."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    # The notification's id is the key: one row per recipient, no extra index. No
+    # database-level foreign key: the row is only ever inserted by the statement that
+    # inserts its notification, and deletions cascade through Django; the check would
+    # cost the consumer's batch a sixth of its time.
+    notification = models.OneToOneField(
+        Notification,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="email_delivery",
+        db_constraint=False,
+    )
+    status = models.CharField(max_length=16, choices=Status, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # When a pending delivery is next tried; a claim pushes it out as a lease, so a
+    # sender that dies mid-send leaves the row to be retried, never lost.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = EmailDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "email deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="email_delivery_due",
+            )
+        ]
+
+    def __str__(self):
+        return f"email for notification {self.notification_id} ({self.status})"

@@ -50,6 +50,9 @@ def consumer_config(group_id: str, **overrides) -> dict:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": kafka["SESSION_TIMEOUT_MS"],
+        # At most a third of the session, so a short session (tests) still gets
+        # several heartbeats, and rebalances are noticed within a few seconds.
+        "heartbeat.interval.ms": min(3000, kafka["SESSION_TIMEOUT_MS"] // 3),
         "fetch.wait.max.ms": kafka["FETCH_WAIT_MAX_MS"],
         "partition.assignment.strategy": "cooperative-sticky",
         "isolation.level": "read_committed",

@@ -1,0 +1,201 @@
+"""The email channel: send pending EmailDelivery rows with retries, away from Kafka.
+
+The consumer writes one pending delivery per notification whose recipient has an
+address, in the same transaction as the notification. This loop claims due rows
+(``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several consumer processes
+share the work), sends them through Django's email backend and records the outcome.
+A claim pushes ``next_attempt_at`` out by a lease: a sender that dies mid-send
+leaves the row to be sent again after the lease (email is at-least-once).
+"""
+
+import logging
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from notifications import metrics
+from notifications.handlers import email_subject
+from notifications.inbox import reset_connection
+from notifications.models import EmailDelivery
+
+logger = logging.getLogger("notifications.email")
+
+LEASE = timedelta(minutes=5)
+
+
+class NoAddress(Exception):
+    """The recipient has no email address: retrying cannot help."""
+
+
+def retry_delay(attempts: int, base_seconds: float) -> timedelta:
+    """base, 2*base, 4*base, ... capped at one hour."""
+    return timedelta(seconds=min(3600.0, base_seconds * 2 ** max(0, attempts - 1)))
+
+
+class EmailSender:
+    """Send due notification emails until stopped."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int | None = None,
+        poll_interval: float | None = None,
+        max_attempts: int | None = None,
+        retry_seconds: float | None = None,
+    ):
+        conf = settings.NOTIFICATION_EMAIL
+        self.batch_size = batch_size or conf["BATCH_SIZE"]
+        self.poll_interval = poll_interval or conf["POLL_INTERVAL_MS"] / 1000
+        self.max_attempts = max_attempts or conf["MAX_ATTEMPTS"]
+        self.retry_seconds = retry_seconds or conf["RETRY_SECONDS"]
+        self.running = True
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self.run, name="email-sender", daemon=True
+        )
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New deliveries were committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 3) -> None:
+        """Stop after the round in hand; wait at most ``timeout`` for the thread."""
+        self.running = False
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> int:
+        """Send until stopped; return the number of emails sent."""
+        sent, failures = 0, 0
+        try:
+            while self.running:
+                try:
+                    claimed, done = self.send_due()
+                    sent += done
+                    failures = 0
+                except DatabaseError as exc:
+                    failures += 1
+                    claimed = 0
+                    logger.warning(
+                        "email: database unavailable (%s); retrying", type(exc).__name__
+                    )
+                    reset_connection()
+                # A bug must not stop the channel for good: log it, back off, go on.
+                except Exception:
+                    failures += 1
+                    claimed = 0
+                    logger.exception("email: sending round failed; retrying")
+                if claimed < self.batch_size:
+                    self._wake.wait(self.poll_interval * (2 ** min(failures, 5)))
+                    self._wake.clear()
+        finally:
+            connection.close()
+        return sent
+
+    # -- one round ---------------------------------------------------------
+    def send_due(self) -> tuple[int, int]:
+        """Claim, send and record one batch; return (claimed, sent)."""
+        deliveries = self.claim()
+        if not deliveries:
+            return 0, 0
+        sent, failed = self._send(deliveries)
+        self._record(sent, failed)
+        return len(deliveries), len(sent)
+
+    @transaction.atomic
+    def claim(self) -> list[EmailDelivery]:
+        """Lock due deliveries, push them out by the lease, return them with their data."""
+        now = timezone.now()
+        ids = list(
+            EmailDelivery.objects.due(now)
+            .select_for_update(skip_locked=True)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[: self.batch_size]
+        )
+        if not ids:
+            return []
+        EmailDelivery.objects.filter(pk__in=ids).update(
+            attempts=F("attempts") + 1, next_attempt_at=now + LEASE
+        )
+        return list(
+            EmailDelivery.objects.filter(pk__in=ids).select_related(
+                "notification__recipient"
+            )
+        )
+
+    def _send(self, deliveries):
+        sent, failed = [], []
+        backend = get_connection()
+        try:
+            backend.open()
+        except Exception as exc:  # the mail server is down: every delivery waits
+            return [], [(d, exc) for d in deliveries]
+        try:
+            for d in deliveries:
+                note = d.notification
+                address = getattr(
+                    note.recipient, note.recipient.get_email_field_name(), ""
+                )
+                if not address:
+                    failed.append((d, NoAddress("the recipient has no email address")))
+                    continue
+                message = EmailMessage(
+                    subject=email_subject(note.event_type),
+                    body=note.message,
+                    from_email=settings.DEFAULT_FROM_EMAIL,
+                    to=[address],
+                    connection=backend,
+                )
+                try:
+                    message.send()
+                except Exception as exc:  # SMTP, socket or backend errors: retry later
+                    failed.append((d, exc))
+                else:
+                    sent.append(d)
+        finally:
+            try:
+                backend.close()
+            except Exception as exc:
+                logger.debug("email: closing the mail connection failed: %s", exc)
+        return sent, failed
+
+    @transaction.atomic
+    def _record(self, sent, failed) -> None:
+        now = timezone.now()
+        if sent:
+            EmailDelivery.objects.filter(pk__in=[d.pk for d in sent]).update(
+                status=EmailDelivery.Status.SENT, sent_at=now, last_error=""
+            )
+            metrics.EMAILS_SENT.inc(len(sent))
+        for d, exc in failed:
+            give_up = d.attempts >= self.max_attempts or isinstance(exc, NoAddress)
+            d.status = (
+                EmailDelivery.Status.FAILED if give_up else EmailDelivery.Status.PENDING
+            )
+            d.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            d.next_attempt_at = now + retry_delay(d.attempts, self.retry_seconds)
+            metrics.EMAIL_FAILURES.inc()
+            if give_up:
+                metrics.EMAILS_GIVEN_UP.inc()
+            logger.warning(
+                "email: notification %s failed (attempt %d%s): %s",
+                d.notification_id,
+                d.attempts,
+                ", giving up" if give_up else "",
+                type(exc).__name__,
+            )
+        if failed:
+            EmailDelivery.objects.bulk_update(
+                [d for d, _ in failed], ["status", "last_error", "next_attempt_at"]
+            )
