@@ -30,6 +30,8 @@ def bench_env(broker_address: str, **extra: str) -> dict:
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
         "KAFKA_FETCH_WAIT_MAX_MS": "10",
         "LOG_LEVEL": "WARNING",
+        # production settings (DEBUG off) over plain HTTP on loopback
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
     }
     env.update(extra)
     return env

@@ -14,7 +14,6 @@ written, dead-lettered and committed strictly one after the other.
 
 import enum
 import logging
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +39,7 @@ from notifications.records import (
     parse_record,
 )
 from relay import kafka
+from relay.lifecycle import StopOnSignal
 
 logger = logging.getLogger("notifications")
 
@@ -92,8 +92,12 @@ class Batch:
     write: Future | None = None
 
 
-class NotificationConsumer:
+class NotificationConsumer(StopOnSignal):
     """Consume appointment events and apply them until stopped."""
+
+    loop_name = "consumer"
+    stop_message = "finishing the batch in hand"
+    logger = logger
 
     def __init__(
         self,
@@ -122,25 +126,10 @@ class NotificationConsumer:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consumer-db")
         self._assigned: set[tuple[str, int]] = set()
         self._waiting = False
-        self._interrupts = 0
         self._next_lag_update = 0.0
         self._last_kafka_warning = 0.0
 
     # -- lifecycle ---------------------------------------------------------
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self._interrupts += 1
-        if self._interrupts > 1 and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        logger.info(
-            "consumer: %s received, finishing the batch in hand",
-            signal.Signals(signum).name,
-        )
-        self.running = False
-
     def stop(self) -> None:
         self.running = False
 

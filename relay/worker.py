@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import queue
-import signal
 import threading
 import time
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from django.db import close_old_connections, connection
 
 from relay import kafka
 from relay.leadership import leadership_for_database, relay_identity
+from relay.lifecycle import StopOnSignal
 from relay.metrics import (
     BATCH_DURATION,
     BATCH_SIZE,
@@ -66,8 +66,12 @@ class Batch:
         return sum(len(p.seqs) for p in self.parts.values())
 
 
-class Relay:
+class Relay(StopOnSignal):
     """Publish the outbox to Kafka until stopped."""
+
+    loop_name = "relay"
+    stop_message = "finishing the batches in hand"
+    logger = logger
 
     stop_grace = 8.0  # seconds to flush and mark after SIGTERM (exit well within 10 s)
     rescan_interval = 1.0  # how often a busy relay looks for rows its cursor passed by
@@ -102,7 +106,6 @@ class Relay:
 
         self.running = True
         self.published = 0
-        self._interrupts = 0
         self._stop_requested_at: float | None = None
 
         self.store = store_for_database("outbox-relay")
@@ -138,17 +141,6 @@ class Relay:
         self._thread_error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self._interrupts += 1
-        if self._interrupts > 1 and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        logger.info("relay: %s received, finishing the batches in hand", signal.Signals(signum).name)
-        self.stop()
-
     def stop(self) -> None:
         self.running = False
         self._stop_requested_at = self._stop_requested_at or time.monotonic()
