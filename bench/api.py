@@ -124,6 +124,7 @@ class Gunicorn:
         deadline = time.monotonic() + 30
         while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()  # never leave a half-started server behind
                 raise RuntimeError(
                     "gunicorn did not start; see var/bench-api-gunicorn.log"
                 )
