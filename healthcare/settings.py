@@ -55,7 +55,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request ids first, so every response (redirects included) carries one.
+    "healthcare.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files under gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -70,7 +74,7 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "healthcare" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -222,12 +226,18 @@ LOG_LEVEL = env_choice(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # The context filter adds the request id (and event id) to every record.
+    "filters": {"context": {"()": "healthcare.logging.ContextFilter"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"()": "healthcare.logging.TextFormatter"},
         "json": {"()": "healthcare.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -249,18 +259,7 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
 
 # -- Operations: request ids, metrics, health, static files, production security ----
-# Request ids first, so every response (redirects included) carries one; WhiteNoise
-# right after SecurityMiddleware serves the admin's static files under gunicorn.
-MIDDLEWARE.insert(0, "healthcare.middleware.RequestIdMiddleware")
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-)
-TEMPLATES[0]["DIRS"].append(BASE_DIR / "healthcare" / "templates")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # filled by collectstatic in the image
-LOGGING["filters"] = {"context": {"()": "healthcare.logging.ContextFilter"}}
-LOGGING["handlers"]["console"]["filters"] = ["context"]
-LOGGING["formatters"]["text"] = {"()": "healthcare.logging.TextFormatter"}
 
 # Set under gunicorn with several workers, so /metrics adds up every worker's counters.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
