@@ -41,15 +41,18 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_one_notification_per_event
 ):
     people = make_people(make_user)
     records = stream_of(people, 2000)
-    produce(broker.address, topic, records)
+    half = len(records) // 2
+    produce(broker.address, topic, records[:half])
     args = ("--batch-size", "100", "--no-email")
     first = run_consumer(start_process, *args)
-    assert wait_until(lambda: ProcessedEvent.objects.count() >= 300, timeout=40), (
+    assert wait_until(lambda: ProcessedEvent.objects.count() == half, timeout=40), (
         first.output
     )
 
     with inbox_locked():
-        # The consumer now holds a batch and waits inside its transaction.
+        # The second half arrives while the inbox is locked: the consumer takes a
+        # batch of it and waits inside its transaction (it can never finish first).
+        produce(broker.address, topic, records[half:])
         before = ProcessedEvent.objects.count()
         if connection.vendor == "postgresql":
             assert wait_until(lambda: _backends_waiting_for_a_lock() > 0, timeout=10), (
