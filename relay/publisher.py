@@ -103,9 +103,8 @@ class ShardTransaction:
         self.rows: list[ClaimedRow] = []
         self.partitions = [-1] * size
         self.offsets = [-1] * size
-        self.errors: list[
-            tuple[int, KafkaError]
-        ] = []  # (index in rows, delivery error)
+        # (index in rows, delivery error) of each failed delivery
+        self.errors: list[tuple[int, KafkaError]] = []
         self.error: KafkaError | None = None  # why the transaction failed
         self.committed_at: float | None = None  # wall clock, stored as published_at
         self.committed_at_monotonic: float | None = None

@@ -127,10 +127,8 @@ class Relay(StopOnSignal):
                 if self.once and self._claimed_nothing and self.rules.idle():
                     break
                 self._wait(self.poll_interval)
-        except (
-            KeyboardInterrupt
-        ):  # a second Ctrl-C: leave now, unmarked rows go out again
-            self.stop_grace = 0.0
+        except KeyboardInterrupt:
+            self.stop_grace = 0.0  # a second Ctrl-C: leave now, unmarked rows go again
             raise
         finally:
             self._shutdown()
