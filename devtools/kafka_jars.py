@@ -60,6 +60,11 @@ def missing_tools() -> list[str]:
     return [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
 
 
+def cached(version: str = KAFKA_VERSION) -> bool:
+    """Whether the jars are resolved already (no Maven or network needed)."""
+    return (cache_dir(version) / "libs" / ".complete").exists()
+
+
 def libs_dir(version: str = KAFKA_VERSION) -> Path:
     """The directory of jars for ``java -cp 'DIR/*'``, resolving it the first time."""
     root = cache_dir(version)
