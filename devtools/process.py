@@ -111,8 +111,12 @@ class Process:
         return text.encode() in chunk
 
     def fail(self, what: str) -> None:
+        lines = tail(self.log_path, 400).splitlines()
+        errors = [line for line in lines if " ERROR " in line or " FATAL " in line]
+        first = f"\nfirst error: {errors[0]}" if errors else ""
         raise ProcessFailed(
-            f"{self.name} {what}; last lines of {self.log_path}:\n{tail(self.log_path)}"
+            f"{self.name} {what}{first}\nlast lines of {self.log_path}:\n"
+            + "\n".join(lines[-25:])
         )
 
     def signal(self, signum: int) -> None:
