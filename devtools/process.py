@@ -1,5 +1,6 @@
 """One process helper: start with its log in a file, wait ready, stop, always reaped."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -80,6 +81,7 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches us, not it
+                preexec_fn=_die_with_parent,
             )
         if ready is not None:
             self.wait_ready(ready, timeout)
@@ -158,6 +160,14 @@ class Process:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the parent dies (no orphaned brokers on Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: stop() is the only guard
+        pass
 
 
 def _probe(ready: Callable[[], bool]) -> bool:
