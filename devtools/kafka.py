@@ -36,6 +36,9 @@ SCRAM_USERS = {
     "bob": "bob-secret",
 }
 
+# A killed node is noticed in 3 s, not 9, and its partitions get new leaders.
+FAILOVER = {"broker.heartbeat.interval.ms": 500, "broker.session.timeout.ms": 3000}
+
 __all__ = ["KafkaBroker", "KafkaCluster", "KafkaUnavailable", "ProcessFailed"]
 
 
@@ -231,6 +234,7 @@ class KafkaCluster(_Launcher):
                 }
                 | common_config(node_dir)
                 | internal_topics(size, 2, 3)
+                | FAILOVER
             )
             self.nodes.append(KafkaNode(node_id, node_dir, config, heap))
 
