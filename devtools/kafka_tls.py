@@ -6,6 +6,18 @@ from pathlib import Path
 SUBJECT_ALT_NAME = "subjectAltName=DNS:localhost,IP:127.0.0.1"
 
 
+RSA = "-algorithm RSA -pkeyopt rsa_keygen_bits:2048"
+# A CA, then a server key (PKCS#8, unencrypted) and its certificate signed by the CA.
+STEPS = [
+    f"genpkey {RSA} -out ca-key.pem",
+    "req -x509 -new -key ca-key.pem -days 3650 -subj /CN=healthcare-test-CA -out ca.pem",
+    f"genpkey {RSA} -out server-key.pem",
+    "req -new -key server-key.pem -subj /CN=localhost -out server.csr",
+    "x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial"
+    " -days 3650 -extfile san.ext -out server-cert.pem",
+]
+
+
 def _openssl(*args: str, cwd: Path) -> None:
     result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -22,53 +34,9 @@ def make_certificates(directory: Path) -> tuple[Path, Path]:
     ca, keystore = directory / "ca.pem", directory / "server-keystore.pem"
     if ca.exists() and keystore.exists():
         return ca, keystore
-    rsa = ("-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048")
-    _openssl("genpkey", *rsa, "-out", "ca-key.pem", cwd=directory)
-    _openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca-key.pem",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=healthcare test CA",
-        "-out",
-        "ca.pem",
-        cwd=directory,
-    )
-    _openssl("genpkey", *rsa, "-out", "server-key.pem", cwd=directory)
-    _openssl(
-        "req",
-        "-new",
-        "-key",
-        "server-key.pem",
-        "-subj",
-        "/CN=localhost",
-        "-out",
-        "server.csr",
-        cwd=directory,
-    )
     (directory / "san.ext").write_text(SUBJECT_ALT_NAME + "\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server-cert.pem",
-        cwd=directory,
-    )
+    for step in STEPS:
+        _openssl(*step.split(), cwd=directory)
     keystore.write_text(
         (directory / "server-key.pem").read_text()
         + (directory / "server-cert.pem").read_text()

@@ -194,7 +194,9 @@ PASSWORD = "a-Long-test-passw0rd"
 def make_user(django_user_model):
     def make(username=None, **extra):
         return django_user_model.objects.create_user(
-            username=username or f"user-{uuid.uuid4().hex[:8]}", password=PASSWORD, **extra
+            username=username or f"user-{uuid.uuid4().hex[:8]}",
+            password=PASSWORD,
+            **extra,
         )
 
     return make
@@ -211,7 +213,9 @@ def doctor(make_user):
     doctor = Doctor.objects.create(
         user=make_user("dr-who"), name="Dr. Smith", specialty="General practice"
     )
-    doctor_set_working_hours(doctor=doctor, weekdays=range(5), start=time(9), end=time(17))
+    doctor_set_working_hours(
+        doctor=doctor, weekdays=range(5), start=time(9), end=time(17)
+    )
     return doctor
 
 
@@ -224,7 +228,9 @@ def client_for(user) -> APIClient:
     """An API client holding a real JWT obtained through /api/auth/token."""
     client = APIClient()
     response = client.post(
-        "/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json"
+        "/api/auth/token",
+        {"username": user.username, "password": PASSWORD},
+        format="json",
     )
     assert response.status_code == 200, response.content
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")

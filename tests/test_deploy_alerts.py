@@ -15,12 +15,11 @@ from tests.conftest import ROOT
 
 RULES = ROOT / "deploy" / "prometheus-alerts.yml"
 SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
-PROMQL_WORDS = {
-    "sum", "max", "min", "avg", "count", "by", "without", "on", "ignoring", "and",
-    "or", "unless", "increase", "rate", "irate", "absent", "max_over_time",
-    "min_over_time", "avg_over_time", "histogram_quantile", "time", "up", "job",
-    "le", "shard", "topic", "partition", "bool", "offset",
-}
+PROMQL_WORDS = set(
+    "sum max min avg count by without on ignoring and or unless increase rate irate"
+    " absent max_over_time min_over_time avg_over_time histogram_quantile time up"
+    " job le shard topic partition bool offset".split()
+)
 REQUIRED = {
     "OutboxOldestPendingTooOld": "outbox_oldest_pending_age_seconds",
     "ConsumerLagHigh": "notifications_consumer_lag",
