@@ -1,10 +1,11 @@
 # The two commands a new user needs: `make run` and `make test`.
 PYTHON ?= python3
+BROKER ?= tansu
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install migrate clean
+.PHONY: run test bench lint lint-code lint-format install migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +14,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# BROKER=tansu (default, nothing to install) or BROKER=kafka (Apache Kafka, Java + Maven)
 run: $(STAMP)
-	$(PY) scripts/devrun.py
+	BROKER=$(BROKER) $(PY) scripts/devrun.py
+
+lint: lint-code lint-format
+
+lint-code: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+lint-format: $(STAMP)
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP)
 	$(PY) scripts/test.py $(ARGS)

@@ -1,6 +1,8 @@
 """Shared plumbing for bench/ scripts: a broker, a migrated PostgreSQL database, tables.
 
-Each bench script starts its own broker (Tansu) on a free port and uses a dedicated
+Each bench script starts its own broker (Tansu, or Apache Kafka with
+BENCH_BROKER=kafka; the launchers are in devtools/) on a free port, stops it in a
+``finally`` whatever fails after, and uses a dedicated
 PostgreSQL database (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/healthcare_bench), migrated fresh, as the tests do.
 """
@@ -60,11 +62,19 @@ def setup_django(broker_address: str, **extra: str) -> None:
     call_command("migrate", verbosity=0)
 
 
-def start_broker():
-    """A fresh broker process on a free port (stopped by the caller)."""
-    from tests.broker import Broker
+def start_broker(kind: str | None = None):
+    """A fresh broker process on a free port (the caller stops it in ``finally``).
 
-    return Broker().start()
+    ``kind`` is "tansu" or "kafka" (default: BENCH_BROKER, else "tansu").
+    """
+    kind = kind or os.environ.get("BENCH_BROKER", "tansu")
+    if kind == "kafka":
+        from devtools.kafka import KafkaBroker
+
+        return KafkaBroker(sasl=False).start()
+    from devtools.tansu import TansuBroker
+
+    return TansuBroker().start()
 
 
 def progress(label: str, done: int, total: int, started: float) -> None:

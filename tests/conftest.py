@@ -15,15 +15,55 @@ from tests.broker import Broker
 ROOT = Path(__file__).resolve().parent.parent
 
 
+BROKER_KIND = os.environ.get("TEST_BROKER", "tansu")
+if BROKER_KIND not in ("kafka", "tansu"):
+    raise pytest.UsageError(f"TEST_BROKER={BROKER_KIND}: expected kafka or tansu")
+
+
+def pytest_collection_modifyitems(config, items):
+    """kafka_only tests (three nodes, SASL, ACLs) cannot run on Tansu."""
+    if BROKER_KIND == "kafka":
+        return
+    skip = pytest.mark.skip(reason="needs Apache Kafka (TEST_BROKER=kafka)")
+    for item in items:
+        if "kafka_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def start_session_broker(kind: str, log_dir: Path):
+    if kind == "kafka":
+        from devtools.kafka import KafkaBroker
+
+        return KafkaBroker().start()
+    return Broker(log_path=log_dir / "tansu.log").start()
+
+
 @pytest.fixture(scope="session")
-def broker():
-    """One real broker process for the session, on a free port."""
-    b = Broker().start()
+def broker(tmp_path_factory):
+    """One real broker process for the session, on a free port.
+
+    Its kind comes from TEST_BROKER (set by scripts/test.py): ``broker.kind`` is
+    "kafka" or "tansu" and ``broker.address`` its PLAINTEXT bootstrap address. An
+    Apache Kafka broker also serves SASL_SSL (``broker.client_config(user)``).
+    """
+    b = start_session_broker(BROKER_KIND, tmp_path_factory.mktemp("broker"))
     previous = django_settings.KAFKA["BROKERS"]
     django_settings.KAFKA["BROKERS"] = b.address
     yield b
     django_settings.KAFKA["BROKERS"] = previous
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """Three Apache Kafka nodes (RF 3, min ISR 2), started on first use only."""
+    if BROKER_KIND != "kafka":
+        pytest.skip("needs Apache Kafka (TEST_BROKER=kafka)")
+    from devtools.kafka import KafkaCluster
+
+    cluster = KafkaCluster().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
@@ -154,7 +194,9 @@ PASSWORD = "a-Long-test-passw0rd"
 def make_user(django_user_model):
     def make(username=None, **extra):
         return django_user_model.objects.create_user(
-            username=username or f"user-{uuid.uuid4().hex[:8]}", password=PASSWORD, **extra
+            username=username or f"user-{uuid.uuid4().hex[:8]}",
+            password=PASSWORD,
+            **extra,
         )
 
     return make
@@ -171,7 +213,9 @@ def doctor(make_user):
     doctor = Doctor.objects.create(
         user=make_user("dr-who"), name="Dr. Smith", specialty="General practice"
     )
-    doctor_set_working_hours(doctor=doctor, weekdays=range(5), start=time(9), end=time(17))
+    doctor_set_working_hours(
+        doctor=doctor, weekdays=range(5), start=time(9), end=time(17)
+    )
     return doctor
 
 
@@ -184,7 +228,9 @@ def client_for(user) -> APIClient:
     """An API client holding a real JWT obtained through /api/auth/token."""
     client = APIClient()
     response = client.post(
-        "/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json"
+        "/api/auth/token",
+        {"username": user.username, "password": PASSWORD},
+        format="json",
     )
     assert response.status_code == 200, response.content
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")

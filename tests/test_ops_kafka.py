@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from relay.kafka import ensure_topics
 from relay.ops import partition_lag, render_table
 from tests.conftest import ROOT
 
@@ -69,7 +71,12 @@ def table_rows(text: str, first_header: str) -> list[list[str]]:
 def produce_batches(
     address: str, topic: str, per_partition: dict[int, int], batches: int = 3
 ):
-    """Produce in several multi-record batches, where a wrong ListOffsets shows."""
+    """Produce in several multi-record batches, where a wrong ListOffsets shows.
+
+    The topic is made first (3 partitions): Apache Kafka here does not create topics
+    on first use (Tansu makes a missing one with 4).
+    """
+    ensure_topics(AdminClient({"bootstrap.servers": address}), [topic])
     producer = Producer({"bootstrap.servers": address, "linger.ms": 50})
     for b in range(batches):
         for partition, count in per_partition.items():
@@ -81,7 +88,7 @@ def produce_batches(
                     value=b'{"appointmentId": "x"}',
                     headers=[("ce_type", "appointment.booked")],
                 )
-        producer.flush(10)
+        assert producer.flush(10) == 0
 
 
 def test_topics_create_list_and_describe(broker, proc_env, topic):

@@ -1,0 +1,177 @@
+"""One process helper: start with its log in a file, wait ready, stop, always reaped."""
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class ProcessFailed(RuntimeError):
+    """A process exited or never became ready; the message ends with its log's tail."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a log file ("" when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Process:
+    """A child process whose stdout and stderr go to ``log_path``.
+
+    ``start(ready=...)`` polls the probe until it is true; if the process exits or
+    the timeout passes first, the process is stopped and ``ProcessFailed`` names
+    the last lines of its log. ``stop()`` sends SIGTERM, then SIGKILL after the
+    grace, and always waits for the child. Use it as a context manager.
+    """
+
+    def __init__(
+        self, name: str, argv: list[str], *, log_path: Path, env=None, cwd=None
+    ):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path)
+        self.env = env
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+        self._seen = 0  # how far log_contains() has read
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(
+        self, ready: Callable[[], bool] | None = None, timeout: float = 30
+    ) -> "Process":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._seen = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C reaches us, not it
+                preexec_fn=_die_with_parent,
+            )
+        if ready is not None:
+            self.wait_ready(ready, timeout)
+        return self
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self.fail(
+                    f"exited with code {self.proc.returncode} before it was ready"
+                )
+            if _probe(ready):
+                return
+            if time.monotonic() > deadline:
+                self.stop(grace=5)
+                self.fail(f"was not ready within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def log_contains(self, text: str) -> bool:
+        """Whether ``text`` is in the log since the last start (read as it grows)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, self._seen - len(text)))
+                chunk = f.read()
+        except OSError:
+            return False
+        self._seen = max(self._seen - len(text), 0) + len(chunk)
+        return text.encode() in chunk
+
+    def fail(self, what: str) -> None:
+        lines = tail(self.log_path, 400).splitlines()
+        errors = [line for line in lines if " ERROR " in line or " FATAL " in line]
+        first = f"\nfirst error: {errors[0]}" if errors else ""
+        raise ProcessFailed(
+            f"{self.name} {what}{first}\nlast lines of {self.log_path}:\n"
+            + "\n".join(lines[-25:])
+        )
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL and reap (a crash, for failure tests)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, grace: float = 10) -> int | None:
+        """SIGTERM, SIGKILL after ``grace`` seconds; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+    def rss_mb(self) -> float:
+        """Resident memory of the running process in MB (0 when gone)."""
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, TypeError):
+            pass
+        return 0.0
+
+    def __enter__(self) -> "Process":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the parent dies (no orphaned brokers on Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: stop() is the only guard
+        pass
+
+
+def _probe(ready: Callable[[], bool]) -> bool:
+    try:
+        return bool(ready())
+    except Exception:  # a probe that cannot connect yet is "not ready"
+        return False
