@@ -106,12 +106,15 @@ class DoctorIdField(serializers.PrimaryKeyRelatedField):
             isinstance(data, int) or (isinstance(data, str) and data.isdigit())
         ):
             self.fail("incorrect_type", data_type=type(data).__name__)
-        return super().to_internal_value(data)
+        try:
+            return Doctor.objects.get_with_hours(int(data))
+        except Doctor.DoesNotExist:
+            self.fail("does_not_exist", pk_value=data)
 
 
 class AppointmentBookInput(serializers.Serializer):
     doctorId = DoctorIdField(
-        queryset=Doctor.objects.prefetch_related("working_hours"),
+        queryset=Doctor.objects.all(),
         error_messages={
             "does_not_exist": "No doctor with id {pk_value}.",
             "incorrect_type": "A doctor id is a number, not {data_type}.",
