@@ -46,26 +46,38 @@ def overlaps(start: int, length: int, others: list[tuple[int, int]]) -> bool:
     )
 
 
+_DOCTOR_WITH_HOURS_SQL = """
+SELECT d.id, d.user_id, d.name, d.specialty, d.slot_minutes,
+       h.id, h.weekday, h.start, h."end"
+FROM appointments_doctor d
+LEFT JOIN appointments_workinghours h ON h.doctor_id = d.id
+WHERE d.id = %s
+ORDER BY h.weekday, h.start
+"""
+
+
 class DoctorQuerySet(models.QuerySet):
-    def get_with_hours(self, pk) -> "Doctor":
+    def get_with_hours(self, pk: int) -> "Doctor":
         """The doctor with all its working hours, in one query (a LEFT JOIN).
 
-        Booking reads both for every request; one round trip instead of two.
+        Booking reads both on every request: one round trip instead of two, and
+        written in SQL because building the ORM query cost more than running it.
         """
-        fields = [f.attname for f in Doctor._meta.concrete_fields]
-        hours = ["id", "weekday", "start", "end"]
-        rows = list(
-            self.filter(pk=pk).values_list(
-                *fields, *(f"working_hours__{name}" for name in hours)
-            )
-        )
+        rows = []
+        if 0 < pk < 2**63:  # ids are bigint: anything else names no doctor
+            with connections[self.db].cursor() as cursor:
+                cursor.execute(_DOCTOR_WITH_HOURS_SQL, [pk])
+                rows = cursor.fetchall()
         if not rows:
             raise Doctor.DoesNotExist(f"No doctor with id {pk}.")
-        doctor = Doctor.from_db(self.db, fields, rows[0][: len(fields)])
+        fields = ["id", "user_id", "name", "specialty", "slot_minutes"]
+        doctor = Doctor.from_db(self.db, fields, rows[0][:5])
         doctor.loaded_hours = [
-            WorkingHours(doctor=doctor, **dict(zip(hours, row[len(fields) :])))
-            for row in rows
-            if row[len(fields)] is not None
+            WorkingHours(
+                id=hid, doctor=doctor, weekday=day, start=_as_time(start), end=_as_time(end)
+            )
+            for *_, hid, day, start, end in rows
+            if hid is not None
         ]
         return doctor
 

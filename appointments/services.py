@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -158,7 +158,11 @@ def _check_free(
 
 def _lock_patient(patient) -> None:
     """Serialise one patient's bookings, so that two overlapping ones cannot both pass."""
-    get_user_model().objects.select_for_update().filter(pk=patient.pk).exists()
+    # SQLite has no row locks: its IMMEDIATE transactions already run one at a time.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    table = connection.ops.quote_name(get_user_model()._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s{lock}", [patient.pk])
 
 
 def _conflict_from(exc: IntegrityError) -> Conflict:
