@@ -50,28 +50,19 @@ class SlotsOutput(serializers.Serializer):
 # -- appointments ------------------------------------------------------------------
 
 
-class AppointmentOutput(serializers.ModelSerializer):
+class AppointmentOutput(serializers.Serializer):
+    # A plain Serializer: a ModelSerializer rebuilds its fields from the model on
+    # every instance, which cost booking a millisecond.
+    id = serializers.UUIDField(read_only=True)
     patientId = serializers.IntegerField(source="patient_id")
     doctorId = serializers.IntegerField(source="doctor_id")
     doctorName = serializers.CharField(source="doctor.name")
+    date = serializers.DateField()
     timeSlot = TimeSlotField(source="time_slot")
+    reason = serializers.CharField(allow_blank=True, max_length=500)
+    status = serializers.ChoiceField(choices=Appointment.Status.choices)
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
-
-    class Meta:
-        model = Appointment
-        fields = [
-            "id",
-            "patientId",
-            "doctorId",
-            "doctorName",
-            "date",
-            "timeSlot",
-            "reason",
-            "status",
-            "createdAt",
-            "updatedAt",
-        ]
 
 
 class AppointmentFilterInput(serializers.Serializer):
