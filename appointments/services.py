@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -25,12 +25,14 @@ from appointments.events import (
     appointment_event,
 )
 from appointments.models import (
+    MAX_SLOT_MINUTES,
     Appointment,
     Doctor,
     Weekday,
     WorkingHours,
     minutes_of,
     overlaps,
+    time_of,
 )
 from healthcare.errors import ApplicationError, Conflict, Forbidden, NotFound
 from relay.events import enqueue
@@ -131,22 +133,23 @@ def _check_free(
     moving: Appointment | None = None,
 ) -> None:
     """Neither the doctor nor the patient has another active appointment at that time."""
-    active = (
-        Appointment.objects.active()
-        .filter(Q(doctor=doctor) | Q(patient=patient), date=day)
-        .select_related("doctor")
-    )
-    if moving is not None:
-        active = active.exclude(pk=moving.pk)
-    doctor_busy, patient_busy = [], []
-    for other in active:
-        if other.doctor_id == doctor.pk:
-            doctor_busy.append((minutes_of(other.time_slot), doctor.slot_minutes))
-        if other.patient_id == patient.pk:
-            patient_busy.append(
-                (minutes_of(other.time_slot), other.doctor.slot_minutes)
-            )
     start = minutes_of(time_slot)
+    end = start + doctor.slot_minutes
+    doctor_busy, patient_busy = [], []
+    for doctor_id, patient_id, other_start, other_minutes in Appointment.objects.nearby(
+        doctor_id=doctor.pk,
+        patient_id=patient.pk,
+        day=day,
+        # Only these can overlap [start, end): no slot is longer than the maximum.
+        first=time_of(max(0, start - MAX_SLOT_MINUTES + 1)),
+        last=time_of(min(end - 1, 24 * 60 - 1)),
+        excluding=moving.pk if moving is not None else None,
+    ):
+        other = (minutes_of(other_start), other_minutes)
+        if doctor_id == doctor.pk:
+            doctor_busy.append(other)
+        if patient_id == patient.pk:
+            patient_busy.append(other)
     if overlaps(start, doctor.slot_minutes, doctor_busy):
         raise Conflict(SLOT_TAKEN, field="timeSlot")
     if overlaps(start, doctor.slot_minutes, patient_busy):
@@ -155,7 +158,11 @@ def _check_free(
 
 def _lock_patient(patient) -> None:
     """Serialise one patient's bookings, so that two overlapping ones cannot both pass."""
-    get_user_model().objects.select_for_update().filter(pk=patient.pk).exists()
+    # SQLite has no row locks: its IMMEDIATE transactions already run one at a time.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    table = connection.ops.quote_name(get_user_model()._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s{lock}", [patient.pk])
 
 
 def _conflict_from(exc: IntegrityError) -> Conflict:

@@ -1,24 +1,25 @@
-"""What the transactional outbox costs the booking API.
+"""What booking costs, and what the transactional outbox adds to it.
 
-The web app runs under gunicorn against a fresh PostgreSQL database; a second process
-drives ``POST /api/appointments`` from concurrent clients for a fixed time. Each run
-is done twice: as built (booking + outbox row in one transaction) and with the outbox
-write switched off by the bench-only setting OUTBOX_BENCH_DISABLE=1 -- the naive
-baseline a service without events would be. Runs alternate (A B B A ...) so drift on a
-shared machine hits both alike. Bookings never collide: every client has its own
-patient and doctor (who works every day, 00:00-23:30) and walks its own slots.
+The web app runs under gunicorn with the deploy config (deploy/gunicorn.conf.py)
+against a fresh PostgreSQL database. Load comes from a native generator: wrk (Debian's
+package, installed when missing) with a generated Lua script, so that every request
+books a distinct free slot, at a fixed number of connections (closed loop); then an
+open-loop driver offers a fixed rate (default 300/s) and measures each request's
+latency from its scheduled time. Each variant runs in every round, alternating
+(A B B A ...): as built (booking + outbox row in one transaction) and the naive
+baseline without the outbox write (bench-only settings that no deployment can reach).
+It reports requests/s, p50/p99, CPU time per request of the web workers and of
+PostgreSQL, and the SQL statements one booking runs (counted in-process, printed).
 
-    .venv/bin/python bench/api.py            # 6 rounds of 5 s per variant
+    .venv/bin/python bench/api.py            # 3 rounds of 8 s per variant
     .venv/bin/python bench/api.py --quick    # 1 round of 4 s, to try it out
 """
 
 import argparse
 import http.client
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,17 +29,18 @@ from common import (
     ROOT,
     bench_env,
     machine,
-    percentile,
     print_result,
     print_table,
     recreate_database,
     setup_django,
 )
+from loadgen import booking_bodies, run_open_loop, run_wrk, write_wrk_script
 
 NO_BROKER = "127.0.0.1:9"  # the API never talks to Kafka; nothing needs to listen here
 # Its own database, so that other bench scripts running at the same time never drop it.
 DATABASE_URL = BENCH_DATABASE_URL + "_api"
-SLOTS_PER_DAY = 47  # 00:00 .. 23:00 every 30 minutes, ending by 23:30
+TICKS = os.sysconf("SC_CLK_TCK")
+BASELINE = {"OUTBOX_BENCH_DISABLE": "1"}
 
 
 def free_port() -> int:
@@ -50,7 +52,7 @@ def free_port() -> int:
 
 
 def seed(clients: int) -> list[dict]:
-    """One patient, one always-working doctor and a token per client."""
+    """One patient, one always-working doctor and a token per client (minted here)."""
     from datetime import time as clock
 
     from django.contrib.auth import get_user_model
@@ -91,33 +93,69 @@ def counts() -> tuple[int, int]:
     return Appointment.objects.count(), OutboxEvent.objects.count()
 
 
+def statements_per_booking(plan: list[dict]) -> list[str]:
+    """The SQL one booking runs, through the whole Django stack in this process."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    (token, body), = booking_bodies(plan[:1], date.today() + timedelta(days=1), 350, 1)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="127.0.0.1")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/appointments", body, content_type="application/json")
+    if response.status_code != 201:
+        raise RuntimeError(f"the counted booking answered {response.status_code}")
+    clear_bookings()
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def cpu_seconds(pids) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total / TICKS
+
+
+def processes(*, parent: int | None = None, name: str | None = None) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        comm, ppid = head.split("(", 1)[1], int(rest.split()[1])
+        if (parent is None or ppid == parent) and (name is None or comm == name):
+            found.append(int(entry))
+    return found
+
+
 class Gunicorn:
-    """The web app under gunicorn on a free port, with the given extra environment."""
+    """The web app under gunicorn with the deploy config, on a free port."""
 
     def __init__(self, workers: int, threads: int, **env: str):
         self.port = free_port()
         self.log = open(ROOT / "var" / "bench-api-gunicorn.log", "ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "healthcare.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                str(threads),
-                "--keep-alive",
-                "30",
-                "--log-level",
-                "warning",
+                sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+                "--log-level", "warning", "healthcare.wsgi:application",
             ],
             cwd=ROOT,
-            env=os.environ | bench_env(NO_BROKER, DATABASE_URL=DATABASE_URL, **env),
+            env=os.environ
+            | bench_env(NO_BROKER, DATABASE_URL=DATABASE_URL, **env)
+            | {
+                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+                "WEB_CONCURRENCY": str(workers),
+                "GUNICORN_THREADS": str(threads),
+            },
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -125,18 +163,19 @@ class Gunicorn:
         while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()  # never leave a half-started server behind
-                raise RuntimeError(
-                    "gunicorn did not start; see var/bench-api-gunicorn.log"
-                )
+                raise RuntimeError("gunicorn did not start; see var/bench-api-gunicorn.log")
             time.sleep(0.1)
 
     def _answers(self) -> bool:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-            conn.request("GET", "/api/schema/")
+            conn.request("GET", "/healthz")
             return conn.getresponse().status == 200
         except OSError:
             return False
+
+    def workers(self) -> list[int]:
+        return processes(parent=self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -148,207 +187,123 @@ class Gunicorn:
         self.log.close()
 
 
-def drive(port: int, plan: list[dict], seconds: float, warmup: float) -> dict:
-    """Client side (its own process): book as fast as the server answers, then report."""
-    first_day = date.today() + timedelta(days=1)
-    stop_at = time.monotonic() + warmup + seconds
-    measure_from = time.monotonic() + warmup
-    latencies: list[list[float]] = [[] for _ in plan]
-    errors = [0] * len(plan)
-    statuses: dict[int, int] = {}
-    lock = threading.Lock()
-
-    def client(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {plan[n]['token']}",
-        }
-        k = 0
-        while (now := time.monotonic()) < stop_at:
-            day = first_day + timedelta(days=k // SLOTS_PER_DAY)
-            minutes = 30 * (k % SLOTS_PER_DAY)
-            body = json.dumps(
-                {
-                    "doctorId": plan[n]["doctorId"],
-                    "date": day.isoformat(),
-                    "timeSlot": f"{minutes // 60:02d}:{minutes % 60:02d}",
-                    "reason": "bench",
-                }
-            )
-            k += 1
-            started = time.perf_counter()
-            try:
-                conn.request("POST", "/api/appointments", body, headers)
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                status = 0
-            elapsed = time.perf_counter() - started
-            if now < measure_from:
-                continue
-            if status == 201:
-                latencies[n].append(elapsed)
-            else:
-                errors[n] += 1
-                with lock:
-                    statuses[status] = statuses.get(status, 0) + 1
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(len(plan))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {
-        "latencies_ms": [round(x * 1000, 3) for per in latencies for x in per],
-        "errors": sum(errors),
-        "statuses": statuses,
-        "seconds": seconds,
-    }
+def measured(server: Gunicorn, run) -> dict:
+    """Run a load and add the CPU seconds per request of gunicorn and PostgreSQL."""
+    web_before = cpu_seconds(server.workers())
+    pg_before = cpu_seconds(processes(name="postgres"))
+    result = run()
+    web = cpu_seconds(server.workers()) - web_before
+    pg = cpu_seconds(processes(name="postgres")) - pg_before
+    done = max(1, result["requests"])
+    return result | {"web_cpu_ms": web / done * 1000, "pg_cpu_ms": pg / done * 1000}
 
 
-def run_variant(label: str, plan_file: Path, args, **env: str) -> dict:
+def run_variant(label: str, plan: list[dict], script: Path, args, env) -> dict:
     clear_bookings()
+    first = date.today() + timedelta(days=1)
     server = Gunicorn(args.workers, args.threads, **env)
     try:
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--drive",
-                "--port",
-                str(server.port),
-                "--plan",
-                str(plan_file),
-                "--seconds",
-                str(args.seconds),
-                "--warmup",
-                str(args.warmup),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        wrk = dict(port=server.port, script=script, threads=2, connections=args.clients)
+        run_wrk(**wrk, seconds=args.warmup, day_offset=0)
+        closed = measured(server, lambda: run_wrk(**wrk, seconds=args.seconds, day_offset=60))
+        bodies = booking_bodies(plan, first, 200, int(args.rate * args.seconds))
+        opened = measured(server, lambda: run_open_loop(server.port, bodies, args.rate))
     finally:
         server.stop()
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     appointments, events = counts()
-    result |= {"label": label, "appointments": appointments, "events": events}
-    done = len(result["latencies_ms"])
     sys.stderr.write(
-        f"  {label}: {done:,} bookings in {args.seconds:g} s ({done / args.seconds:,.0f}/s), "
-        f"{result['errors']} errors\n"
+        f"  {label}: {closed['rps']:,.0f} req/s closed loop (p99 {closed['p99_ms']:.1f} ms); "
+        f"{opened['rps']:,.0f}/s of {args.rate:g}/s offered (p99 {opened['p99_ms']:.1f} ms); "
+        f"{closed['errors'] + opened['errors']} errors\n"
     )
-    return result
+    return {"closed": closed, "open": opened, "appointments": appointments, "events": events}
 
 
-def summarize(runs: list[dict], seconds: float) -> dict:
-    latencies = [x for r in runs for x in r["latencies_ms"]]
-    per_run = [len(r["latencies_ms"]) / seconds for r in runs]
-    return {
-        "requests": len(latencies),
-        "rps": len(latencies) / (seconds * len(runs)),
-        "spread": f"{min(per_run):,.0f}-{max(per_run):,.0f}",
-        "p50": percentile(latencies, 50),
-        "p99": percentile(latencies, 99),
-        "errors": sum(r["errors"] for r in runs),
-    }
+def mean(runs, part, key):
+    return sum(r[part][key] for r in runs) / len(runs)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short round")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured time per load")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured wrk run first")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per variant")
+    parser.add_argument("--clients", type=int, default=16, help="wrk connections")
+    parser.add_argument("--rate", type=float, default=300.0, help="open-loop offered rate")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds, args.warmup = 4.0, 1, 1.0
+    return args
+
+
+def report(runs: dict, statements: list[str], args) -> int:
+    names = list(runs)
+    rows = []
+    for name in names:
+        r = runs[name]
+        rows.append([
+            name, mean(r, "closed", "rps"), mean(r, "closed", "p50_ms"),
+            mean(r, "closed", "p99_ms"), mean(r, "closed", "web_cpu_ms"),
+            mean(r, "closed", "pg_cpu_ms"), mean(r, "open", "rps"),
+            mean(r, "open", "p99_ms"),
+            sum(x["closed"]["errors"] + x["open"]["errors"] for x in r),
+        ])
+    print_table(
+        f"POST /api/appointments: {args.clients} connections (wrk), then {args.rate:g}/s offered",
+        ["variant", "req/s", "p50 ms", "p99 ms", "web CPU ms/req", "PG CPU ms/req",
+         f"achieved at {args.rate:g}/s", f"p99 ms at {args.rate:g}/s", "errors"],
+        rows,
+    )
+    own = [s for s in statements if s not in ("BEGIN", "COMMIT")]
+    print(f"\nSQL per booking: {len(own)} statements besides BEGIN/COMMIT")
+    for sql in statements:
+        print(f"  {sql[:110]}")
+    built, baseline = rows[0], rows[1]
+    cost = (1 - built[1] / baseline[1]) * 100
+    print(f"\noutbox cost: {cost:.1f}% of throughput (target <= 5%)")
+    errors = built[-1] + baseline[-1]
+    print_result({
+        "bench": "api", "broker": "none", "relay_mode": "none",
+        "api_req_per_s": round(built[1], 1), "api_p99_ms": round(built[3], 1),
+        "api_p99_ms_at_300": round(built[7], 1),
+        "api_baseline_req_per_s": round(baseline[1], 1),
+        "outbox_cost_pct": round(cost, 1), "statements_per_booking": len(own),
+        "web_cpu_ms_per_req": round(built[4], 2), "pg_cpu_ms_per_req": round(built[5], 2),
+        "errors": errors,
+    })
+    return 0 if errors == 0 else 1
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="one short round, to try it out"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=5.0, help="measured time per run"
-    )
-    parser.add_argument(
-        "--warmup", type=float, default=1.0, help="unmeasured time per run"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=6, help="runs per variant (alternating)"
-    )
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
-    parser.add_argument(
-        "--workers", type=int, default=3, help="gunicorn worker processes"
-    )
-    parser.add_argument(
-        "--threads", type=int, default=4, help="threads per gunicorn worker"
-    )
-    parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
-    if args.drive:
-        plan = json.loads(args.plan.read_text())
-        print(json.dumps(drive(args.port, plan, args.seconds, args.warmup)))
-        return 0
-    if args.quick:
-        args.seconds, args.rounds, args.warmup = 4.0, 1, 1.0
-
+    args = parse_args()
     print(
-        f"bench/api.py: POST /api/appointments, {args.clients} clients, gunicorn "
-        f"{args.workers} workers x {args.threads} threads, {args.rounds} x {args.seconds:g} s "
-        f"per variant; database {DATABASE_URL}; {machine()}",
+        f"bench/api.py: POST /api/appointments, gunicorn {args.workers} workers x "
+        f"{args.threads} threads (deploy config), {args.rounds} x {args.seconds:g} s per "
+        f"variant; tokens minted in-process; database {DATABASE_URL}; {machine()}",
         flush=True,
     )
     recreate_database(DATABASE_URL)
     setup_django(NO_BROKER, DATABASE_URL=DATABASE_URL)
-    plan_file = ROOT / "var" / "bench-api-plan.json"
-    plan_file.write_text(json.dumps(seed(args.clients)))
-
-    variants = {
-        "as built (outbox)": {},
-        "outbox off (bench-only)": {"OUTBOX_BENCH_DISABLE": "1"},
-    }
+    plan = seed(args.clients)
+    statements = statements_per_booking(plan)
+    script = ROOT / "var" / "bench-api-wrk.lua"
+    write_wrk_script(script, plan, threads=2, first=date.today() + timedelta(days=1))
+    variants = {"as built (outbox)": {}, "no outbox (bench-only)": BASELINE}
     names = list(variants)
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(args.rounds):
-        order = names if round_ % 2 == 0 else names[::-1]
-        for name in order:
-            runs[name].append(run_variant(name, plan_file, args, **variants[name]))
-
-    for run in runs[names[0]]:
-        if run["events"] != run["appointments"]:
-            print(f"!! {run['events']} events for {run['appointments']} appointments")
-            return 1
-    if any(r["events"] for r in runs[names[1]]):
-        print("!! the outbox-off run wrote events")
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            runs[name].append(run_variant(name, plan, script, args, variants[name]))
+    if any(r["events"] != r["appointments"] for r in runs[names[0]]):
+        print("!! the outbox run has a booking without its event")
         return 1
-
-    with_outbox = summarize(runs[names[0]], args.seconds)
-    without = summarize(runs[names[1]], args.seconds)
-    rows = [
-        [name, s["requests"], s["rps"], s["spread"], s["p50"], s["p99"], s["errors"]]
-        for name, s in ((names[0], with_outbox), (names[1], without))
-    ]
-    print_table(
-        "POST /api/appointments (201s only; errors = any other answer)",
-        ["variant", "bookings", "req/s", "req/s per run", "p50 ms", "p99 ms", "errors"],
-        rows,
-    )
-    ratio = with_outbox["rps"] / without["rps"]
-    cost = (1 - ratio) * 100
-    print(
-        f"\noutbox cost: {cost:.1f}% of throughput (with/without = {ratio:.3f}; target <= 10%)"
-    )
-    print_result(
-        {
-            "rps": round(with_outbox["rps"], 1),
-            "rps_without_outbox": round(without["rps"], 1),
-            "p99_ms": round(with_outbox["p99"], 1),
-            "p99_ms_without_outbox": round(without["p99"], 1),
-            "outbox_cost_pct": round(cost, 1),
-            "errors": with_outbox["errors"] + without["errors"],
-        }
-    )
-    return 0 if with_outbox["errors"] + without["errors"] == 0 else 1
+    if any(r["events"] for r in runs[names[1]]):
+        print("!! the baseline wrote events")
+        return 1
+    return report(runs, statements, args)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,13 @@ _checkout_tag = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
 _SQLITE_DEFAULT = f"sqlite:///{VAR_DIR / 'healthcare.sqlite3'}"
 _database_url = env_str("DATABASE_URL") or _SQLITE_DEFAULT
 try:
-    _db = dj_database_url.parse(_database_url, conn_max_age=0)
+    # Persistent connections: a new PostgreSQL backend per request cost more CPU than
+    # the booking itself. Health checks drop a connection the server has closed.
+    _db = dj_database_url.parse(
+        _database_url,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
 except Exception as exc:  # dj-database-url raises several types for bad URLs
     raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
 if not _db.get("ENGINE"):

@@ -77,7 +77,7 @@ def enqueue(event: Event) -> OutboxEvent:
     Must run inside ``transaction.atomic()``: the event exists if and only if the
     change that caused it commits. The caller locks the aggregate's row first
     (``select_for_update``), so the events of one aggregate get ``seq`` values in
-    commit order. On PostgreSQL a NOTIFY (delivered on commit) wakes the relay.
+    commit order. On PostgreSQL the insert's trigger NOTIFYs the relays on commit.
     """
     return enqueue_many([event])[0]
 
@@ -91,12 +91,15 @@ def enqueue_many(events: list[Event]) -> list[OutboxEvent]:
         rows[0].save(force_insert=True)
     else:
         OutboxEvent.objects.bulk_create(rows, batch_size=1000)
-    notify_relay()
+    # On PostgreSQL the insert's trigger (migration relay 0003) wakes the relays.
     return rows
 
 
 def notify_relay() -> None:
-    """Wake the relays when the current transaction commits (PostgreSQL only)."""
+    """Wake the relays when the current transaction commits (PostgreSQL only).
+
+    Inserts notify by trigger; this is for changes that make old rows pending again.
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
