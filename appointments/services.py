@@ -32,7 +32,7 @@ from appointments.models import (
     minutes_of,
     overlaps,
 )
-from healthcare.errors import ApplicationError, Conflict, Forbidden, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from relay.events import enqueue
 
 SLOT_TAKEN = "This slot is already booked; choose another one."

@@ -81,4 +81,4 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "healthcare.api.not_found"
+handler404 = "core.api.not_found"

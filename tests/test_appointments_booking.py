@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from appointments.models import Appointment
 from appointments.services import appointment_book, appointment_cancel
-from healthcare.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 from relay.models import OutboxEvent
 from tests.appointment_factories import (
     booking,
