@@ -26,20 +26,18 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, ProgrammingError
 
+from core.db import DATABASE_UNAVAILABLE
+from core.logcontext import log_context
+from core.loops import RateLimited, StopOnSignal, backoff_delay, produce
+from messaging.config import consumer_config, producer_config
+from messaging.deadletter import dead_letter_headers
+from messaging.offsets import partition_lag
+from messaging.topics import ensure_topics
 from notifications import metrics
 from notifications.inbox import Applied, apply_events, reset_connection
-from notifications.records import (
-    DeadLetter,
-    ParsedEvent,
-    dead_letter_headers,
-    parse_record,
-)
-from relay import kafka
-from relay.lifecycle import StopOnSignal
+from notifications.records import DeadLetter, ParsedEvent, parse_record
 
 logger = logging.getLogger("notifications")
 
@@ -65,9 +63,7 @@ class ErrorPolicy:
     the records one by one, so only the guilty record is dead-lettered.
     """
 
-    # Django maps lock, statement and serialization timeouts, deadlocks and lost
-    # connections to OperationalError; a missing table to ProgrammingError.
-    TRANSIENT = (OperationalError, InterfaceError, ProgrammingError)
+    TRANSIENT = DATABASE_UNAVAILABLE
 
     @classmethod
     def decide(cls, exc: Exception) -> Decision:
@@ -78,7 +74,7 @@ class ErrorPolicy:
     @staticmethod
     def backoff(attempt: int) -> float:
         """0.2 s, 0.4 s, 0.8 s, ... capped at 30 s."""
-        return min(30.0, 0.2 * 2 ** max(0, attempt - 1))
+        return backoff_delay(attempt, base=0.2, cap=30.0)
 
 
 @dataclass
@@ -126,8 +122,8 @@ class NotificationConsumer(StopOnSignal):
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consumer-db")
         self._assigned: set[tuple[str, int]] = set()
         self._waiting = False
-        self._next_lag_update = 0.0
-        self._last_kafka_warning = 0.0
+        self._lag_due = RateLimited(1.0)
+        self._kafka_warning_due = RateLimited(10.0)
 
     # -- lifecycle ---------------------------------------------------------
     def stop(self) -> None:
@@ -136,14 +132,14 @@ class NotificationConsumer(StopOnSignal):
     def run(self) -> int:
         """Consume until stopped; return the number of records processed."""
         self.consumer = Consumer(
-            kafka.consumer_config(
+            consumer_config(
                 self.group,
                 # Bound the prefetched records (and so the memory) to a few batches.
                 **{"queued.max.messages.kbytes": 16384},
                 **self.consumer_overrides,
             )
         )
-        self.dlq_producer = Producer(kafka.producer_config())
+        self.dlq_producer = Producer(producer_config())
         self._ensure_topics()
         self.consumer.subscribe(
             self.topics,
@@ -189,11 +185,7 @@ class NotificationConsumer(StopOnSignal):
     def _ensure_topics(self) -> None:
         """Create missing topics so the subscription sees them at once."""
         try:
-            kafka.ensure_topics(
-                AdminClient(kafka.admin_config()),
-                [*self.topics, self.dlq_topic],
-                timeout=5,
-            )
+            ensure_topics([*self.topics, self.dlq_topic], timeout=5)
         except KafkaException as exc:
             logger.warning(
                 "consumer: cannot check topics yet (%s); subscribing anyway", exc
@@ -342,14 +334,15 @@ class NotificationConsumer(StopOnSignal):
             if not remaining and not failures:
                 for d in dead:
                     metrics.DEAD_LETTERS.labels(type(d.error).__name__).inc()
-                    logger.warning(
-                        "consumer: dead-lettered %s[%d]@%d: %s: %s",
-                        d.msg.topic(),
-                        d.msg.partition(),
-                        d.msg.offset(),
-                        type(d.error).__name__,
-                        d.error,
-                    )
+                    with log_context(**_event_id_of(d.msg)):
+                        logger.warning(
+                            "consumer: dead-lettered %s[%d]@%d: %s: %s",
+                            d.msg.topic(),
+                            d.msg.partition(),
+                            d.msg.offset(),
+                            type(d.error).__name__,
+                            d.error,
+                        )
                 return True
             attempt += 1
             delay = ErrorPolicy.backoff(attempt)
@@ -370,18 +363,15 @@ class NotificationConsumer(StopOnSignal):
             if err is not None:
                 failures.append(err)
 
-        while True:
-            try:
-                self.dlq_producer.produce(
-                    self.dlq_topic,
-                    key=d.msg.key(),
-                    value=d.msg.value(),
-                    headers=dead_letter_headers(d.msg, d.error),
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:
-                self.dlq_producer.poll(0.1)
+        produce(
+            self.dlq_producer,
+            self.dlq_topic,
+            poll_seconds=0.1,
+            key=d.msg.key(),
+            value=d.msg.value(),
+            headers=dead_letter_headers(d.msg, d.error),
+            on_delivery=on_delivery,
+        )
 
     def _commit(self, records: list) -> None:
         """Store the offsets after these records and commit them."""
@@ -425,13 +415,14 @@ class NotificationConsumer(StopOnSignal):
             self.on_applied()
         if logger.isEnabledFor(logging.INFO):
             for e in applied.new:
-                for p in e.planned:
-                    logger.info(
-                        "NOTIFICATION: %s appointment=%s recipient=%s",
-                        e.event_type,
-                        e.appointment_id,
-                        p.recipient_id,
-                    )
+                with log_context(event_id=e.event_id):
+                    for p in e.planned:
+                        logger.info(
+                            "NOTIFICATION: %s appointment=%s recipient=%s",
+                            e.event_type,
+                            e.appointment_id,
+                            p.recipient_id,
+                        )
             if applied.duplicates:
                 logger.info("consumer: skipped %d duplicate events", applied.duplicates)
 
@@ -466,10 +457,8 @@ class NotificationConsumer(StopOnSignal):
     # -- observability -------------------------------------------------------
     def _update_lag(self) -> None:
         """Lag per partition from the high watermark of the last fetch response."""
-        now = time.monotonic()
-        if now < self._next_lag_update or not self._assigned:
+        if not self._assigned or not self._lag_due.ready():
             return
-        self._next_lag_update = now + 1.0
         partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
         try:
             positions = self.consumer.position(partitions)
@@ -486,14 +475,21 @@ class NotificationConsumer(StopOnSignal):
             low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high < 0:
                 continue  # no fetch response yet
-            start = tp.offset if tp.offset >= 0 else low  # none committed: the earliest
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - start))
+            lag = partition_lag(committed=tp.offset, end=high, start=low)
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     def _warn_kafka(self, message: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._last_kafka_warning >= 10:
-            self._last_kafka_warning = now
+        if self._kafka_warning_due.ready():
             logger.warning(message, *args)
+
+
+def _event_id_of(msg) -> dict[str, str]:
+    """``{"event_id": ce_id}`` for log_context, when the record has a ce_id header."""
+    for name, value in msg.headers() or ():
+        if name == "ce_id" and value:
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            return {"event_id": text}
+    return {}
 
 
 def _first_line(exc: Exception) -> str:

@@ -8,7 +8,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from relay.ops import partition_lag, render_table
+from core.tables import render_table
+from messaging.offsets import partition_lag
 from tests.conftest import ROOT
 
 # -- pure logic ---------------------------------------------------------------

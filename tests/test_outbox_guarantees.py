@@ -13,7 +13,8 @@ from appointments.events import APPOINTMENT_BOOKED, appointment_event
 from appointments.models import Appointment
 from appointments.services import appointment_book
 from notifications.models import Notification, ProcessedEvent
-from relay import kafka
+from messaging.config import producer_config
+from messaging.topics import ensure_topics
 from relay.events import cloudevent_headers, enqueue
 from relay.models import OutboxEvent
 from relay.worker import Relay
@@ -60,8 +61,8 @@ def test_duplicate_delivery_creates_notifications_once(
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
     )
     row = OutboxEvent.objects.get()
-    kafka.ensure_topics(AdminClient(kafka.admin_config()), [topic])
-    producer = Producer(kafka.producer_config())
+    ensure_topics([topic])
+    producer = Producer(producer_config())
     for _ in range(3):  # the same event, delivered three times
         producer.produce(
             topic,

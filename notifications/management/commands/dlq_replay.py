@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from core.progress import ProgressBar
+from messaging import deadletter
 from notifications.dlq import DeadLetterReplay, ReplayFailed, replay_group
 
 
@@ -52,6 +53,6 @@ class Command(BaseCommand):
             return
         if report.skipped:
             self.stdout.write(
-                f"skipped {report.skipped} without a dlq_original_topic header"
+                f"skipped {report.skipped} without a {deadletter.ORIGINAL_TOPIC} header"
             )
         self.stdout.write(f"replayed {report.replayed} dead letter(s)")
