@@ -3,8 +3,9 @@
 The web app runs under gunicorn against a fresh PostgreSQL database; a second process
 drives ``POST /api/appointments`` from concurrent clients for a fixed time. Each run
 is done twice: as built (booking + outbox row in one transaction) and with the outbox
-write switched off by the bench-only setting OUTBOX_BENCH_DISABLE=1 -- the naive
-baseline a service without events would be. Runs alternate (A B B A ...) so drift on a
+write switched off by the bench-only settings module bench/settings_baseline.py
+(its URL conf, bench/urls_baseline.py, serves the same API without the outbox
+write) -- the naive baseline a service without events would be. Runs alternate (A B B A ...) so drift on a
 shared machine hits both alike. Bookings never collide: every client has its own
 patient and doctor (who works every day, 00:00-23:30) and walks its own slots.
 
@@ -305,7 +306,7 @@ def main() -> int:
 
     variants = {
         "as built (outbox)": {},
-        "outbox off (bench-only)": {"OUTBOX_BENCH_DISABLE": "1"},
+        "outbox off (bench-only)": {"DJANGO_SETTINGS_MODULE": "bench.settings_baseline"},
     }
     names = list(variants)
     runs: dict[str, list[dict]] = {name: [] for name in names}

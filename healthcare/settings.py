@@ -313,9 +313,6 @@ if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUT
     raise ImproperlyConfigured(
         f"AUTH_THROTTLE_RATE={AUTH_THROTTLE_RATE!r} is not a rate like 20/minute."
     )
-# Bench-only (bench/api.py): skip the outbox write to measure what it costs. Never set
-# it anywhere else: with it, appointment changes publish no events.
-OUTBOX_BENCH_DISABLE = env_bool("OUTBOX_BENCH_DISABLE", False)
 
 # Notification email channel (sent by run_consumer's email thread, with retries).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
