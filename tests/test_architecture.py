@@ -77,24 +77,68 @@ def test_every_package_exists_and_is_scanned():
 
 
 def test_imports_follow_the_arrows():
-    found = [v for package, rel, source in modules() for v in violations(package, rel, source)]
+    found = [
+        v
+        for package, rel, source in modules()
+        for v in violations(package, rel, source)
+    ]
     assert found == []
 
 
 @pytest.mark.parametrize(
     ("package", "rel", "source", "expected"),
     [
-        ("relay", "relay/x.py", "from notifications.models import X", ["imports notifications"]),
-        ("messaging", "messaging/x.py", "def f():\n    import relay.kafka", ["imports relay"]),
-        ("core", "core/x.py", "from appointments import models", ["imports appointments"]),
-        ("notifications", "notifications/x.py", "from healthcare.logging import x", ["imports healthcare"]),
-        ("appointments", "appointments/x.py", "import monitoring.health", ["imports monitoring"]),
-        ("healthcare", "healthcare/settings.py", "from monitoring import x", ["imports monitoring"]),
+        (
+            "relay",
+            "relay/x.py",
+            "from notifications.models import X",
+            ["imports notifications"],
+        ),
+        (
+            "messaging",
+            "messaging/x.py",
+            "def f():\n    import relay.kafka",
+            ["imports relay"],
+        ),
+        (
+            "core",
+            "core/x.py",
+            "from appointments import models",
+            ["imports appointments"],
+        ),
+        (
+            "notifications",
+            "notifications/x.py",
+            "from healthcare.logging import x",
+            ["imports healthcare"],
+        ),
+        (
+            "appointments",
+            "appointments/x.py",
+            "import monitoring.health",
+            ["imports monitoring"],
+        ),
+        (
+            "healthcare",
+            "healthcare/settings.py",
+            "from monitoring import x",
+            ["imports monitoring"],
+        ),
         ("relay", "relay/x.py", "from tests.broker import Broker", ["imports tests"]),
-        ("messaging", "messaging/x.py", "t = settings.CONSUMER['TOPICS']", ["reads settings.CONSUMER"]),
+        (
+            "messaging",
+            "messaging/x.py",
+            "t = settings.CONSUMER['TOPICS']",
+            ["reads settings.CONSUMER"],
+        ),
         ("healthcare", "healthcare/urls.py", "from monitoring import health", []),
         ("monitoring", "monitoring/x.py", "from relay.models import OutboxEvent", []),
-        ("relay", "relay/x.py", "from . import models\nfrom messaging.config import c", []),
+        (
+            "relay",
+            "relay/x.py",
+            "from . import models\nfrom messaging.config import c",
+            [],
+        ),
     ],
 )
 def test_the_check_sees_a_broken_arrow(package, rel, source, expected):

@@ -27,7 +27,8 @@ from django.test import Client
 from django.conf import settings
 from django.test.utils import setup_test_environment
 setup_test_environment()
-settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # as the tests
+# the tests hash passwords with MD5
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 username, password, body = sys.argv[1], sys.argv[2], sys.argv[3]
 client = Client()
 token = client.post(

@@ -6,15 +6,14 @@ from datetime import time
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from django.db import IntegrityError, transaction
 
 from appointments.events import APPOINTMENT_BOOKED, appointment_event
 from appointments.models import Appointment
 from appointments.services import appointment_book
-from notifications.models import Notification, ProcessedEvent
 from messaging.config import producer_config
 from messaging.topics import ensure_topics
+from notifications.models import Notification, ProcessedEvent
 from relay.events import cloudevent_headers, enqueue
 from relay.models import OutboxEvent
 from relay.worker import Relay

@@ -80,7 +80,8 @@ class Command(BaseCommand):
             )
         else:
             self.table(
-                DESCRIBE_HEADERS, topic_describe(topic=options["topic"], timeout=timeout)
+                DESCRIBE_HEADERS,
+                topic_describe(topic=options["topic"], timeout=timeout),
             )
 
     def topics_create(self, timeout, **options) -> None:
