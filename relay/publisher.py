@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 
 from core.loops import produce
-from relay import kafka
+from messaging.config import producer_config
 from relay.store import ClaimedRow
 
 
@@ -157,7 +157,7 @@ class ShardPublisher:
     def __init__(self, shard: int, **overrides):
         self.shard = shard
         self.producer = Producer(
-            kafka.producer_config(**(shard_producer_settings(shard) | overrides))
+            producer_config(**(shard_producer_settings(shard) | overrides))
         )
         self.ready = False
 
