@@ -10,8 +10,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
-# Re-exported: settings' LOGGING names the filter here, the middleware binds here.
-from core.logcontext import ContextFilter, log_context  # noqa: F401
+# Re-exported: settings' LOGGING names the filter here.
+from core.logcontext import ContextFilter  # noqa: F401
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
