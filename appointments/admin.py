@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 
 from appointments import services
 from appointments.models import Appointment, Doctor, WorkingHours
-from healthcare.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 class WorkingHoursInline(admin.TabularInline):

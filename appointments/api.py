@@ -23,7 +23,7 @@ from appointments.serializers import (
     TokenRefreshOutput,
     UserOutput,
 )
-from healthcare.api import (
+from core.api import (
     AuthRateThrottle,
     error_responses,
     query_params,

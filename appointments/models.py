@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connections, models
 from django.utils import timezone
 
-from healthcare.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 
 
 class Weekday(models.IntegerChoices):

@@ -9,7 +9,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from appointments.models import Appointment, Doctor, WorkingHours, minutes_of, overlaps
-from healthcare.errors import NotFound
+from core.errors import NotFound
 
 
 def doctor_list(*, specialty: str = "") -> QuerySet[Doctor]:

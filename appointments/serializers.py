@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from appointments.models import Appointment, Doctor, WorkingHours
-from healthcare.api import TimeSlotField
+from core.api import TimeSlotField
 
 # -- doctors ---------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from appointments.models import (
     overlaps,
     time_of,
 )
-from healthcare.errors import ApplicationError, Conflict, Forbidden, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from relay.events import enqueue
 
 SLOT_TAKEN = "This slot is already booked; choose another one."
@@ -178,12 +178,7 @@ def _conflict_from(exc: IntegrityError) -> Conflict:
 def _emit(
     event_type: str, appointment: Appointment, *, traceparent: str, extra=None
 ) -> None:
-    """Write the event to the outbox in the caller's transaction.
-
-    OUTBOX_BENCH_DISABLE (bench/api.py only) skips the write to measure what it costs.
-    """
-    if settings.OUTBOX_BENCH_DISABLE:
-        return
+    """Write the event to the outbox in the caller's transaction."""
     enqueue(
         appointment_event(event_type, appointment, extra=extra, traceparent=traceparent)
     )

@@ -40,7 +40,9 @@ NO_BROKER = "127.0.0.1:9"  # the API never talks to Kafka; nothing needs to list
 # Its own database, so that other bench scripts running at the same time never drop it.
 DATABASE_URL = BENCH_DATABASE_URL + "_api"
 TICKS = os.sysconf("SC_CLK_TCK")
-BASELINE = {"OUTBOX_BENCH_DISABLE": "1"}
+# The naive baseline: the same API with no outbox write, by bench-only settings
+# (bench/settings_baseline.py and its URL conf) that no deployment can reach.
+BASELINE = {"DJANGO_SETTINGS_MODULE": "bench.settings_baseline"}
 
 
 def free_port() -> int:

@@ -65,9 +65,9 @@ def load_topic(brokers: str, n: int, patients, doctors) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
 
-    from relay.kafka import ensure_topics
+    from messaging.topics import ensure_topics
 
-    ensure_topics(AdminClient({"bootstrap.servers": brokers}), [TOPIC, f"{TOPIC}.dlq"])
+    ensure_topics([TOPIC, f"{TOPIC}.dlq"], admin=AdminClient({"bootstrap.servers": brokers}))
     producer = Producer(
         {
             "bootstrap.servers": brokers,
@@ -206,7 +206,7 @@ def run_naive(brokers: str, m: int) -> dict:
 
     from notifications.models import EmailDelivery, Notification, ProcessedEvent
     from notifications.records import parse_record
-    from relay.kafka import consumer_config
+    from messaging.config import consumer_config
 
     User = get_user_model()
     consumer = Consumer(consumer_config("bench-naive"))

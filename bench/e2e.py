@@ -46,7 +46,7 @@ POLL_S = 0.002
 
 
 def make_people():
-    """Doctors (open Monday to Friday 9 to 17 where the booking rules know hours) and patients."""
+    """Doctors (open Monday to Friday, 9 to 17) and patients."""
     from django.contrib.auth import get_user_model
 
     from appointments import models
@@ -64,15 +64,13 @@ def make_people():
             for i, u in enumerate(users[:DOCTORS])
         ]
     )
-    working_hours = getattr(models, "WorkingHours", None)
-    if working_hours is not None:
-        working_hours.objects.bulk_create(
-            [
-                working_hours(doctor=d, weekday=day, start=clock(9), end=clock(17))
-                for d in doctors
-                for day in range(5)
-            ]
-        )
+    models.WorkingHours.objects.bulk_create(
+        [
+            models.WorkingHours(doctor=d, weekday=day, start=clock(9), end=clock(17))
+            for d in doctors
+            for day in range(5)
+        ]
+    )
     return [d.id for d in doctors], [u.id for u in users[DOCTORS:]]
 
 
@@ -112,7 +110,7 @@ def book_worker(schedule, start_at: float, results) -> None:
                 date=day,
                 time_slot=slot,
             )
-        except Exception as exc:  # a rule of this version refused it: count, go on
+        except Exception as exc:  # a booking rule refused it: count it, go on
             refused.append(f"{type(exc).__name__}: {exc}")
             continue
         done.append((str(appointment.id), time.time(), start_at + offset))

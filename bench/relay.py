@@ -122,22 +122,26 @@ def measure_ceiling(n: int, batch_size: int) -> float:
     import json
 
     from relay.events import cloudevent_headers, outbox_row
-    from relay.publisher import Part, ShardPublisher
+    from relay.publisher import ShardPublisher, ShardTransaction
+    from relay.store import ClaimedRow
 
     rows = []
     for seq, event in enumerate(make_events(n)):
         row = outbox_row(event)
         payload = json.dumps(row.payload)
-        rows.append((seq, 0, TOPIC, row.key, payload, cloudevent_headers(event), 0, None))
+        headers = cloudevent_headers(event)
+        rows.append(
+            ClaimedRow(seq, 0, TOPIC, row.key, payload, headers, 0, None, str(event.event_id))
+        )
     publisher = ShardPublisher(0, **{"transactional.id": f"bench-ceiling-{uuid.uuid4()}"})
     publisher.start(timeout=30)
     started = time.perf_counter()
     for i in range(0, n, batch_size):
         chunk = rows[i : i + batch_size]
-        part = Part(0, 0, publisher, len(chunk))
+        part = ShardTransaction(0, 0, publisher, len(chunk))
         publisher.begin()
         for row in chunk:
-            part.send(row, row[5])
+            part.send(row, row.headers)
         publisher.commit(deadline=time.monotonic() + 60)
         assert min(part.offsets) >= 0, "every message acknowledged"
     elapsed = time.perf_counter() - started
@@ -154,7 +158,7 @@ def measure_naive(n: int, time_limit: float) -> tuple[float, int]:
     from django.db import transaction
     from django.utils import timezone
 
-    from relay import kafka
+    from messaging import config as kafka
     from relay.models import OutboxEvent
 
     reset_outbox()

@@ -1,47 +1,19 @@
 """Log formatting: one JSON object per line when LOG_FORMAT=json, human lines otherwise.
 
-Fields bound with ``log_context`` (the request id in a web request, an event id in
-the relay or consumer) appear on every record logged inside it, in both formats.
+Ids bound with ``core.logcontext.log_context`` (the request id of a web request, the
+event id a relay or consumer line is about) are copied onto each record by
+``ContextFilter`` and written by both formatters: as fields in JSON, as
+``key=value`` at the end of a text line.
 """
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
-from types import MappingProxyType
+
+# Re-exported: settings' LOGGING names the filter here.
+from core.logcontext import ContextFilter  # noqa: F401
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_context: ContextVar[Mapping[str, str]] = ContextVar(
-    "healthcare_log_context", default=MappingProxyType({})
-)
-
-
-@contextmanager
-def log_context(**fields) -> Iterator[None]:
-    """Add ``fields`` (ids only, never personal data) to every record logged inside."""
-    token = _context.set({**_context.get(), **{k: str(v) for k, v in fields.items()}})
-    try:
-        yield
-    finally:
-        _context.reset(token)
-
-
-def current_context() -> dict[str, str]:
-    return dict(_context.get())
-
-
-class ContextFilter(logging.Filter):
-    """Copy the bound context onto each record (an explicit ``extra`` wins)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        context = _context.get()
-        for key, value in context.items():
-            if not hasattr(record, key):
-                setattr(record, key, value)
-        record.log_context = context
-        return True
 
 
 def _extras(record: logging.LogRecord) -> dict:

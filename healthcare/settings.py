@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcare.env import (
+from core.env import (
     env_bool,
     env_brokers,
     env_choice,
@@ -49,9 +49,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "messaging",
     "relay",
     "appointments",
     "notifications",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -140,11 +142,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "healthcare.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_PAGINATION_CLASS": "healthcare.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
 }
 
 SIMPLE_JWT = {
@@ -162,7 +164,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 
-# Kafka: one place for every client's connection settings (see relay/kafka.py).
+# Kafka: one place for every client's connection settings (see messaging/config.py).
 KAFKA = {
     "BROKERS": env_brokers("KAFKA_BROKERS", "127.0.0.1:9092"),
     "SECURITY_PROTOCOL": env_choice(
@@ -187,6 +189,9 @@ KAFKA = {
     "SESSION_TIMEOUT_MS": env_int("KAFKA_SESSION_TIMEOUT_MS", 45_000, minimum=1000),
     "FETCH_WAIT_MAX_MS": env_int("KAFKA_FETCH_WAIT_MAX_MS", 500, minimum=0),
     "MESSAGE_TIMEOUT_MS": env_int("KAFKA_MESSAGE_TIMEOUT_MS", 30_000, minimum=1000),
+    # New topics (created by the relay, the consumer and `manage.py kafka`).
+    "TOPIC_PARTITIONS": env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1),
+    "TOPIC_REPLICATION_FACTOR": env_int("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
 }
 if KAFKA["SECURITY_PROTOCOL"].startswith("SASL") and not KAFKA["SASL_USERNAME"]:
     raise ImproperlyConfigured(
@@ -198,8 +203,8 @@ OUTBOX = {
     "TOPIC_PREFIX": env_str("OUTBOX_TOPIC_PREFIX"),
     # aggregate type -> topic
     "TOPICS": {"appointment": env_str("OUTBOX_APPOINTMENT_TOPIC", "appointments")},
-    "PARTITIONS": env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1),
-    "REPLICATION_FACTOR": env_int("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
+    "PARTITIONS": KAFKA["TOPIC_PARTITIONS"],
+    "REPLICATION_FACTOR": KAFKA["TOPIC_REPLICATION_FACTOR"],
     # Relays split the keys into this many shards, each with one publishing leader
     # (a relay setting: every relay of one database must use the same count).
     "SHARDS": env_int("OUTBOX_SHARDS", 1, minimum=1),
@@ -224,6 +229,16 @@ CONSUMER = {
     "BATCH_SIZE": env_int("CONSUMER_BATCH_SIZE", 500, minimum=1),
     "BATCH_TIMEOUT_MS": env_int("CONSUMER_BATCH_TIMEOUT_MS", 100, minimum=1),
 }
+
+# The topics `manage.py kafka topics create` makes by default, wired here so that
+# messaging/ reads no app's settings: the relay's, the consumer's, dead letters.
+KAFKA["PROJECT_TOPICS"] = list(
+    dict.fromkeys(
+        [OUTBOX["TOPIC_PREFIX"] + t for t in OUTBOX["TOPICS"].values()]
+        + CONSUMER["TOPICS"]
+        + [CONSUMER["DLQ_TOPIC"]]
+    )
+)
 
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOG_LEVEL = env_choice(
@@ -273,6 +288,9 @@ HEALTH = {
     "BROKER_TIMEOUT_S": env_int("HEALTH_BROKER_TIMEOUT_MS", 2000, minimum=100) / 1000,
     # /readyz flags the relay or consumer when they are this far behind.
     "MAX_PENDING_AGE_S": env_int("HEALTH_MAX_PENDING_AGE_S", 60, minimum=1),
+    # /metrics recounts whole tables (inbox, notifications, the delay sample) at
+    # most this often per process; the backlog is always read live.
+    "FIGURES_CACHE_S": env_int("HEALTH_FIGURES_CACHE_S", 5, minimum=0),
 }
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -301,9 +319,6 @@ if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUT
     raise ImproperlyConfigured(
         f"AUTH_THROTTLE_RATE={AUTH_THROTTLE_RATE!r} is not a rate like 20/minute."
     )
-# Bench-only (bench/api.py): skip the outbox write to measure what it costs. Never set
-# it anywhere else: with it, appointment changes publish no events.
-OUTBOX_BENCH_DISABLE = env_bool("OUTBOX_BENCH_DISABLE", False)
 
 # Notification email channel (sent by run_consumer's email thread, with retries).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)

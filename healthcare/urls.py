@@ -16,7 +16,8 @@ from appointments.api import (
     TokenApi,
     TokenRefreshApi,
 )
-from healthcare import health, metrics, pipeline
+from monitoring import health, metrics
+from monitoring.views import pipeline_view
 from notifications.api import (
     NotificationListApi,
     NotificationReadApi,
@@ -77,8 +78,12 @@ urlpatterns = [
     re_path(r"^healthz/?$", health.healthz, name="healthz"),
     re_path(r"^readyz/?$", health.readyz, name="readyz"),
     re_path(r"^metrics/?$", metrics.metrics_view, name="metrics"),
-    path("admin/pipeline/", admin.site.admin_view(pipeline.pipeline_view), name="admin-pipeline"),
+    path(
+        "admin/pipeline/",
+        admin.site.admin_view(pipeline_view),
+        name="admin-pipeline",
+    ),
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "healthcare.api.not_found"
+handler404 = "core.api.not_found"

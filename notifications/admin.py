@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin
 from notifications.models import EmailDelivery, Notification, ProcessedEvent
 
 
@@ -12,16 +13,14 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProcessedEvent)
-class ProcessedEventAdmin(admin.ModelAdmin):
+class ProcessedEventAdmin(ReadOnlyAdmin):
+    """The inbox: written by the consumer only. Deleting a row lets a replayed
+    event be applied again."""
+
+    deletable = True
     list_display = ["event_id", "event_type", "topic", "partition", "offset", "processed_at"]
     list_filter = ["event_type", "topic"]
     search_fields = ["=event_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(EmailDelivery)

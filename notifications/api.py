@@ -6,8 +6,8 @@ from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from healthcare.api import error_responses, query_params
-from healthcare.errors import NotFound
+from core.api import error_responses, query_params
+from core.errors import NotFound
 from notifications.models import Notification
 from notifications.serializers import (
     NotificationFilterInput,

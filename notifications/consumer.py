@@ -12,87 +12,29 @@ writes one batch this thread fetches and parses the next; batches are still
 written, dead-lettered and committed strictly one after the other.
 """
 
-import enum
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, ProgrammingError
 
+from core.logcontext import log_context
+from core.loops import RateLimited, StopOnSignal, produce
+from messaging.config import consumer_config, producer_config
+from messaging.deadletter import dead_letter_headers
+from messaging.topics import ensure_topics
 from notifications import metrics
+from notifications.group import GroupMember
 from notifications.inbox import Applied, apply_events, reset_connection
-from notifications.records import (
-    DeadLetter,
-    ParsedEvent,
-    dead_letter_headers,
-    parse_record,
-)
-from relay import kafka
-from core.loops import StopOnSignal
+from notifications.policy import Batch, Decision, ErrorPolicy
+from notifications.records import DeadLetter, ParsedEvent, parse_record
 
 logger = logging.getLogger("notifications")
 
 
-class Decision(enum.Enum):
-    RETRY = "retry"
-    DEAD_LETTER = "dead-letter"
-
-
-class ErrorPolicy:
-    """The consumer's one error policy: what a failure while applying records means.
-
-    - retry (transient): the database is unreachable or restarting, a lock or
-      statement timed out, a deadlock, the schema is not migrated yet. The consumer
-      pauses its partitions, keeps polling (so it stays in the group), and retries
-      the same records with backoff; no offset moves past them.
-    - dead-letter (permanent): the record itself is wrong: not JSON, missing
-      CloudEvents headers, unknown type, invalid data, a handler error, a constraint
-      it violates. It goes to the dead-letter topic and the batch's good records
-      commit.
-
-    A failure of a whole batch that is not transient is narrowed down by applying
-    the records one by one, so only the guilty record is dead-lettered.
-    """
-
-    # Django maps lock, statement and serialization timeouts, deadlocks and lost
-    # connections to OperationalError; a missing table to ProgrammingError.
-    TRANSIENT = (OperationalError, InterfaceError, ProgrammingError)
-
-    @classmethod
-    def decide(cls, exc: Exception) -> Decision:
-        if isinstance(exc, cls.TRANSIENT):
-            return Decision.RETRY
-        return Decision.DEAD_LETTER
-
-    @staticmethod
-    def backoff(attempt: int) -> float:
-        """0.2 s, 0.4 s, 0.8 s, ... capped at 30 s."""
-        return min(30.0, 0.2 * 2 ** max(0, attempt - 1))
-
-
-@dataclass
-class Batch:
-    """Records in hand: parsed, maybe being written, not yet committed."""
-
-    records: list
-    events: list[ParsedEvent] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    write: Future | None = None
-
-
-class NotificationConsumer(StopOnSignal):
+class NotificationConsumer(GroupMember, StopOnSignal):
     """Consume appointment events and apply them until stopped."""
 
     loop_name = "consumer"
@@ -126,8 +68,8 @@ class NotificationConsumer(StopOnSignal):
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consumer-db")
         self._assigned: set[tuple[str, int]] = set()
         self._waiting = False
-        self._next_lag_update = 0.0
-        self._last_kafka_warning = 0.0
+        self._lag_due = RateLimited(1.0)
+        self._kafka_warning_due = RateLimited(10.0)
 
     # -- lifecycle ---------------------------------------------------------
     def stop(self) -> None:
@@ -136,14 +78,14 @@ class NotificationConsumer(StopOnSignal):
     def run(self) -> int:
         """Consume until stopped; return the number of records processed."""
         self.consumer = Consumer(
-            kafka.consumer_config(
+            consumer_config(
                 self.group,
                 # Bound the prefetched records (and so the memory) to a few batches.
                 **{"queued.max.messages.kbytes": 16384},
                 **self.consumer_overrides,
             )
         )
-        self.dlq_producer = Producer(kafka.producer_config())
+        self.dlq_producer = Producer(producer_config())
         self._ensure_topics()
         self.consumer.subscribe(
             self.topics,
@@ -189,44 +131,11 @@ class NotificationConsumer(StopOnSignal):
     def _ensure_topics(self) -> None:
         """Create missing topics so the subscription sees them at once."""
         try:
-            kafka.ensure_topics(
-                AdminClient(kafka.admin_config()),
-                [*self.topics, self.dlq_topic],
-                timeout=5,
-            )
+            ensure_topics([*self.topics, self.dlq_topic], timeout=5)
         except KafkaException as exc:
             logger.warning(
                 "consumer: cannot check topics yet (%s); subscribing anyway", exc
             )
-
-    # -- rebalancing (cooperative-sticky) ------------------------------------
-    def _on_assign(self, consumer, partitions) -> None:
-        consumer.incremental_assign(partitions)
-        if self._waiting:
-            consumer.pause(partitions)  # the database is down: read nothing new yet
-        self._assigned |= {(p.topic, p.partition) for p in partitions}
-        logger.info("consumer: assigned %s", _describe(partitions))
-
-    def _on_revoke(self, consumer, partitions) -> None:
-        """Commit what was processed on these partitions before another member gets them."""
-        self._commit_stored()
-        self._forget(partitions)
-        logger.info("consumer: revoked %s", _describe(partitions))
-
-    def _on_lost(self, consumer, partitions) -> None:
-        self._forget(partitions)
-        logger.warning("consumer: lost %s (session expired)", _describe(partitions))
-
-    def _forget(self, partitions) -> None:
-        for p in partitions:
-            self._assigned.discard((p.topic, p.partition))
-            try:
-                metrics.LAG.remove(p.topic, str(p.partition))
-            except KeyError:
-                pass
-
-    def _owned(self, msg) -> bool:
-        return (msg.topic(), msg.partition()) in self._assigned
 
     # -- one batch -----------------------------------------------------------
     def _poll_batch(self, *, wait: bool) -> list:
@@ -342,14 +251,15 @@ class NotificationConsumer(StopOnSignal):
             if not remaining and not failures:
                 for d in dead:
                     metrics.DEAD_LETTERS.labels(type(d.error).__name__).inc()
-                    logger.warning(
-                        "consumer: dead-lettered %s[%d]@%d: %s: %s",
-                        d.msg.topic(),
-                        d.msg.partition(),
-                        d.msg.offset(),
-                        type(d.error).__name__,
-                        d.error,
-                    )
+                    with log_context(**_event_id_of(d.msg)):
+                        logger.warning(
+                            "consumer: dead-lettered %s[%d]@%d: %s: %s",
+                            d.msg.topic(),
+                            d.msg.partition(),
+                            d.msg.offset(),
+                            type(d.error).__name__,
+                            d.error,
+                        )
                 return True
             attempt += 1
             delay = ErrorPolicy.backoff(attempt)
@@ -370,44 +280,15 @@ class NotificationConsumer(StopOnSignal):
             if err is not None:
                 failures.append(err)
 
-        while True:
-            try:
-                self.dlq_producer.produce(
-                    self.dlq_topic,
-                    key=d.msg.key(),
-                    value=d.msg.value(),
-                    headers=dead_letter_headers(d.msg, d.error),
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:
-                self.dlq_producer.poll(0.1)
-
-    def _commit(self, records: list) -> None:
-        """Store the offsets after these records and commit them."""
-        last = {}
-        for msg in records:
-            last[(msg.topic(), msg.partition())] = msg.offset()
-        if not last:
-            return
-        try:
-            self.consumer.store_offsets(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-            )
-        except KafkaException as exc:
-            # The partition was revoked meanwhile; its new owner re-reads these records.
-            self._warn_kafka("consumer: cannot store offsets: %s", exc)
-            return
-        self._commit_stored()
-
-    def _commit_stored(self) -> None:
-        try:
-            self.consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                # Stored offsets go out with the next commit; a re-read is skipped by
-                # the inbox, so a failed commit costs time, never correctness.
-                self._warn_kafka("consumer: offset commit failed, will retry: %s", exc)
+        produce(
+            self.dlq_producer,
+            self.dlq_topic,
+            poll_seconds=0.1,
+            key=d.msg.key(),
+            value=d.msg.value(),
+            headers=dead_letter_headers(d.msg, d.error),
+            on_delivery=on_delivery,
+        )
 
     def _account(self, records, applied: Applied, dead, started: float) -> None:
         now = time.time()
@@ -425,81 +306,27 @@ class NotificationConsumer(StopOnSignal):
             self.on_applied()
         if logger.isEnabledFor(logging.INFO):
             for e in applied.new:
-                for p in e.planned:
-                    logger.info(
-                        "NOTIFICATION: %s appointment=%s recipient=%s",
-                        e.event_type,
-                        e.appointment_id,
-                        p.recipient_id,
-                    )
+                with log_context(event_id=e.event_id):
+                    for p in e.planned:
+                        logger.info(
+                            "NOTIFICATION: %s appointment=%s recipient=%s",
+                            e.event_type,
+                            e.appointment_id,
+                            p.recipient_id,
+                        )
             if applied.duplicates:
                 logger.info("consumer: skipped %d duplicate events", applied.duplicates)
 
-    # -- waiting while something is down ---------------------------------------
-    def _wait(self, seconds: float) -> bool:
-        """Pause the partitions and keep polling for ``seconds``; False if stopped.
 
-        Polling keeps the group membership (max.poll.interval.ms) and serves
-        rebalances meanwhile; pausing means nothing new is read. librdkafka resumes
-        each partition right after the last record handed to us, so the records in
-        hand stay the next ones to apply.
-        """
-        self._waiting = True
-        self.consumer.pause(self.consumer.assignment())
-        try:
-            end = time.monotonic() + seconds
-            while self.running and time.monotonic() < end:
-                msg = self.consumer.poll(min(0.1, max(0.0, end - time.monotonic())))
-                if msg is not None and msg.error() is None:
-                    self._unread(msg)
-        finally:
-            self._waiting = False
-            self.consumer.resume(self.consumer.assignment())
-        return self.running
-
-    def _unread(self, msg) -> None:
-        """Put back a record that arrived while waiting: it is read again later."""
-        tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
-        self.consumer.seek(tp)
-        self.consumer.pause([tp])
-
-    # -- observability -------------------------------------------------------
-    def _update_lag(self) -> None:
-        """Lag per partition from the high watermark of the last fetch response."""
-        now = time.monotonic()
-        if now < self._next_lag_update or not self._assigned:
-            return
-        self._next_lag_update = now + 1.0
-        partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
-        try:
-            positions = self.consumer.position(partitions)
-            # Nothing read from a partition yet: it starts at its committed offset.
-            unread = [tp for tp in positions if tp.offset < 0]
-            if unread:
-                committed = self.consumer.committed(unread, timeout=1)
-                starts = {(tp.topic, tp.partition): tp.offset for tp in committed}
-                for tp in unread:
-                    tp.offset = starts.get((tp.topic, tp.partition), -1)
-        except KafkaException:
-            return
-        for tp in positions:
-            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0:
-                continue  # no fetch response yet
-            start = tp.offset if tp.offset >= 0 else low  # none committed: the earliest
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - start))
-
-    def _warn_kafka(self, message: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._last_kafka_warning >= 10:
-            self._last_kafka_warning = now
-            logger.warning(message, *args)
+def _event_id_of(msg) -> dict[str, str]:
+    """``{"event_id": ce_id}`` for log_context, when the record has a ce_id header."""
+    for name, value in msg.headers() or ():
+        if name == "ce_id" and value:
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            return {"event_id": text}
+    return {}
 
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
-
-
-def _describe(partitions) -> str:
-    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

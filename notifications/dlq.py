@@ -20,11 +20,11 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
-from notifications.records import original_headers
-from relay import kafka
+from core.loops import produce
+from messaging import deadletter
+from messaging.config import admin_client, consumer_config, producer_config
 
 
 class ReplayFailed(Exception):
@@ -72,10 +72,7 @@ class DeadLetterReplay:
 
     def run(self, *, dry_run: bool = False) -> ReplayReport:
         consumer = Consumer(
-            kafka.consumer_config(
-                self.group,
-                **{"enable.partition.eof": True},
-            )
+            consumer_config(self.group, **{"enable.partition.eof": True})
         )
         try:
             report, positions = self._read(consumer)
@@ -89,7 +86,7 @@ class DeadLetterReplay:
 
     def _read(self, consumer) -> tuple[ReplayReport, list[TopicPartition]]:
         """Every dead letter after the group's committed offsets, up to the end."""
-        admin = AdminClient(kafka.admin_config())
+        admin = admin_client()
         meta = admin.list_topics(self.dlq_topic, timeout=self.timeout).topics.get(
             self.dlq_topic
         )
@@ -120,7 +117,7 @@ class DeadLetterReplay:
         return report, commit
 
     def _produce(self, report: ReplayReport) -> None:
-        producer = Producer(kafka.producer_config())
+        producer = Producer(producer_config())
         routable = [r for r in report.records if r.topic]
         report.skipped = len(report.records) - len(routable)
         done, errors = [0], []
@@ -134,21 +131,21 @@ class DeadLetterReplay:
 
         self.progress(0, len(routable))
         for r in routable:
-            headers = original_headers(r.headers) + [
-                ("dlq_replayed_from", f"{self.dlq_topic}[{r.partition}]@{r.offset}")
+            headers = deadletter.original_headers(r.headers) + [
+                (
+                    deadletter.REPLAYED_FROM,
+                    f"{self.dlq_topic}[{r.partition}]@{r.offset}",
+                )
             ]
-            while True:
-                try:
-                    producer.produce(
-                        r.topic,
-                        key=r.key,
-                        value=r.value,
-                        headers=headers,
-                        on_delivery=on_delivery,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            produce(
+                producer,
+                r.topic,
+                poll_seconds=0.1,
+                key=r.key,
+                value=r.value,
+                headers=headers,
+                on_delivery=on_delivery,
+            )
             producer.poll(0)
         remaining = producer.flush(settings.KAFKA["MESSAGE_TIMEOUT_MS"] / 1000 + 5)
         if remaining or errors:
@@ -166,15 +163,12 @@ def _dead_letter_record(msg) -> DeadLetterRecord:
         k: (v.decode(errors="replace") if isinstance(v, bytes) else v or "")
         for k, v in headers
     }
-    error = found.get("dlq_error_class", "?")
-    if found.get("dlq_error_message"):
-        error += f": {found['dlq_error_message']}"
     return DeadLetterRecord(
-        topic=found.get("dlq_original_topic", ""),
+        topic=found.get(deadletter.ORIGINAL_TOPIC, ""),
         partition=msg.partition(),
         offset=msg.offset(),
         key=msg.key(),
         value=msg.value(),
         headers=headers,
-        error=error,
+        error=deadletter.describe_error(found),
     )

@@ -14,10 +14,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.db import DATABASE_ERRORS
+from core.loops import StopOnSignal, backoff_delay
 from notifications import metrics
 from notifications.handlers import email_subject
 from notifications.inbox import reset_connection
@@ -34,11 +36,15 @@ class NoAddress(Exception):
 
 def retry_delay(attempts: int, base_seconds: float) -> timedelta:
     """base, 2*base, 4*base, ... capped at one hour."""
-    return timedelta(seconds=min(3600.0, base_seconds * 2 ** max(0, attempts - 1)))
+    return timedelta(seconds=backoff_delay(attempts, base=base_seconds, cap=3600.0))
 
 
-class EmailSender:
+class EmailSender(StopOnSignal):
     """Send due notification emails until stopped."""
+
+    loop_name = "send_emails"
+    stop_message = "finishing the round in hand"
+    logger = logger
 
     def __init__(
         self,
@@ -84,7 +90,7 @@ class EmailSender:
                     claimed, done = self.send_due()
                     sent += done
                     failures = 0
-                except DatabaseError as exc:
+                except DATABASE_ERRORS as exc:
                     failures += 1
                     claimed = 0
                     logger.warning(
@@ -97,7 +103,13 @@ class EmailSender:
                     claimed = 0
                     logger.exception("email: sending round failed; retrying")
                 if claimed < self.batch_size:
-                    self._wake.wait(self.poll_interval * (2 ** min(failures, 5)))
+                    # poll interval, doubled after each failed round, at most 32 times
+                    idle = backoff_delay(
+                        failures + 1,
+                        base=self.poll_interval,
+                        cap=self.poll_interval * 32,
+                    )
+                    self._wake.wait(idle)
                     self._wake.clear()
         finally:
             connection.close()

@@ -1,8 +1,9 @@
 """Prometheus metrics of the notification consumer and its email channel.
 
-They live in prometheus_client's default registry: ``run_consumer --metrics-port``
-serves them from the consumer process, and the web app's /metrics may import this
-module (its own values are then those of the web process).
+They live in prometheus_client's default registry of the consumer process, which
+``run_consumer --metrics-port`` serves (the email counters with them when the email
+thread runs inside run_consumer). The web app's /metrics does not export them: it
+reads the pipeline's figures from the database (monitoring.metrics).
 """
 
 from prometheus_client import Counter, Gauge, Histogram

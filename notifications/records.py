@@ -1,4 +1,4 @@
-"""Kafka records in and out: read a CloudEvents record, describe a dead letter."""
+"""Kafka records in: read a CloudEvents record (dead letters: messaging.deadletter)."""
 
 import json
 import uuid
@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from notifications.handlers import InvalidEvent, Planned, plan_notifications
 
 REQUIRED_HEADERS = ("ce_id", "ce_type", "ce_specversion", "ce_source")
-# Headers a dead letter carries besides the original ones (all prefixed "dlq_").
-DLQ_PREFIX = "dlq_"
 
 
 class ParsedEvent:
@@ -82,20 +80,3 @@ def _event_time(headers: dict) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def dead_letter_headers(msg, error: Exception) -> list[tuple[str, str | bytes]]:
-    """The original headers plus where the record came from and why it failed."""
-    return list(msg.headers() or []) + [
-        ("dlq_error_class", type(error).__name__),
-        ("dlq_error_message", str(error)[:1000]),
-        ("dlq_original_topic", msg.topic()),
-        ("dlq_original_partition", str(msg.partition())),
-        ("dlq_original_offset", str(msg.offset())),
-        ("dlq_time", datetime.now(UTC).isoformat()),
-    ]
-
-
-def original_headers(headers) -> list[tuple[str, str | bytes]]:
-    """A dead letter's headers without the ones the consumer added."""
-    return [(k, v) for k, v in headers or [] if not k.startswith(DLQ_PREFIX)]

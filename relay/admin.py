@@ -1,19 +1,7 @@
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin
 from relay.models import OutboxEvent, ShardLease
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Staff read these rows; only the relay writes them."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(OutboxEvent)

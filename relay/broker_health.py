@@ -3,10 +3,11 @@
 import logging
 import time
 
-from confluent_kafka.admin import AdminClient
+from django.conf import settings
 
 from core.loops import RateLimited, backoff_delay
-from relay import kafka
+from messaging.config import admin_client
+from messaging.topics import ensure_topics
 from relay.metrics import FAILED_ATTEMPTS
 
 logger = logging.getLogger("relay")
@@ -53,8 +54,12 @@ class BrokerHealth:
         missing = topics - self._topics_ready
         if missing:
             if self._admin is None:
-                self._admin = AdminClient(kafka.admin_config())
-            kafka.ensure_topics(
-                self._admin, sorted(missing), timeout=self.admin_timeout
+                self._admin = admin_client()
+            ensure_topics(
+                sorted(missing),
+                partitions=settings.OUTBOX["PARTITIONS"],
+                replication_factor=settings.OUTBOX["REPLICATION_FACTOR"],
+                admin=self._admin,
+                timeout=self.admin_timeout,
             )
             self._topics_ready |= missing

@@ -6,7 +6,6 @@ scrape time; ``run_relay`` registers it beside them. (The web app's /metrics
 computes its own ``healthcare_outbox_*`` figures.)
 """
 
-from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -43,25 +42,19 @@ class OutboxCollector:
     """Backlog and leases, read from the database at scrape time."""
 
     def collect(self):
-        from relay.models import OutboxEvent, ShardLease
+        from relay.models import ShardLease
+        from relay.selectors import outbox_backlog
 
-        pending = OutboxEvent.objects.pending().aggregate(
-            n=Count("seq"), oldest=Min("created_at")
-        )
+        backlog = outbox_backlog(now=timezone.now())
         yield GaugeMetricFamily(
             "outbox_pending_events",
             "Outbox rows not yet published.",
-            value=pending["n"],
-        )
-        age = (
-            (timezone.now() - pending["oldest"]).total_seconds()
-            if pending["oldest"]
-            else 0.0
+            value=backlog.pending,
         )
         yield GaugeMetricFamily(
             "outbox_oldest_pending_age_seconds",
             "Age of the oldest outbox row not yet published (0 when none).",
-            value=max(0.0, age),
+            value=backlog.oldest_pending_age_s or 0.0,
         )
         epochs = GaugeMetricFamily(
             "outbox_shard_lease_epoch",

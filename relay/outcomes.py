@@ -10,7 +10,7 @@ import time
 
 from confluent_kafka import KafkaError
 
-from healthcare.logging import log_context
+from core.logcontext import log_context
 from relay.broker_health import BrokerHealth
 from relay.dispatch import DispatchRules
 from relay.metrics import BATCH_DURATION, BATCH_SIZE, FAILED_ATTEMPTS, PUBLISHED

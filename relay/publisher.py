@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 
 from core.loops import produce
-from relay import kafka
+from messaging.config import producer_config
 from relay.store import ClaimedRow
 
 
@@ -142,22 +142,13 @@ class ShardTransaction:
         ]
 
 
-class Part(ShardTransaction):
-    """The former name, kept while bench/relay.py builds plain 8-tuples with it."""
-
-    __slots__ = ()
-
-    def send(self, row, headers) -> None:
-        super().send(ClaimedRow(*row), headers)
-
-
 class ShardPublisher:
     """The transactional producer of one shard led by this relay."""
 
     def __init__(self, shard: int, **overrides):
         self.shard = shard
         self.producer = Producer(
-            kafka.producer_config(**(shard_producer_settings(shard) | overrides))
+            producer_config(**(shard_producer_settings(shard) | overrides))
         )
         self.ready = False
 

@@ -10,23 +10,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from django.db import Error as DjangoDatabaseError
 from django.db import connection as django_connection
 from django.utils import timezone
 
+from core.db import DATABASE_ERRORS  # noqa: F401  (the relay imports it from here)
 from core.loops import backoff_delay
 from relay.models import OutboxEvent, ShardLease
 
 OUTBOX = OutboxEvent._meta.db_table
 LEASE = ShardLease._meta.db_table
 
-try:
-    import psycopg
-
-    # What the stores raise when the database is down or the connection was cut.
-    DATABASE_ERRORS = (DjangoDatabaseError, psycopg.Error)
-except ImportError:  # SQLite-only installs
-    DATABASE_ERRORS = (DjangoDatabaseError,)
 
 # An event's retries wait 0.5 s, 1 s, 2 s, ... up to OUTBOX_MAX_BACKOFF_S.
 EVENT_BACKOFF_BASE = 0.5

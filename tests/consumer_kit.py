@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 from django.db.models import Count
 
 from notifications.models import Notification, ProcessedEvent
-from relay.kafka import ensure_topics
+from messaging.topics import ensure_topics
 
 # A short session for consumer processes in tests, so that a killed member is
 # evicted soon. Apache Kafka refuses one below group.min.session.timeout.ms (6000);
@@ -108,7 +108,7 @@ def produce(
     The topic and its dead-letter topic are made first, as run_relay and run_consumer
     make them (the broker would create a missing topic with its own partition count).
     """
-    ensure_topics(AdminClient({"bootstrap.servers": brokers}), [topic, f"{topic}.dlq"])
+    ensure_topics([topic, f"{topic}.dlq"], admin=AdminClient({"bootstrap.servers": brokers}))
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 2})
     failures = []
     for r in records:

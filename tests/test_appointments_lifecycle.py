@@ -13,7 +13,7 @@ from appointments.services import (
     appointment_mark_no_show,
     appointment_reschedule,
 )
-from healthcare.errors import Conflict
+from core.errors import Conflict
 from relay.models import OutboxEvent
 from tests.appointment_factories import booking, next_weekday, past_appointment
 

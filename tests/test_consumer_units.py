@@ -5,10 +5,11 @@ from datetime import UTC, datetime
 import pytest
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 
+from messaging.deadletter import dead_letter_headers, original_headers
+from messaging.reset import parse_reset_target
 from notifications.consumer import Decision, ErrorPolicy
 from notifications.handlers import InvalidEvent, plan_notifications
-from notifications.offsets import parse_reset_target
-from notifications.records import dead_letter_headers, original_headers, parse_record
+from notifications.records import parse_record
 from tests.consumer_kit import Record, event_record
 
 

@@ -63,6 +63,10 @@ def test_booking_reaches_topic_and_becomes_notifications(
 
     [record] = read_topic(broker.address, topic, expect=1)
     headers = headers_of(record)
+    # the consumer's line carries the id of the event it is about (log_context)
+    assert consumer.wait_for_output(
+        f"recipient={patient.id} event_id={headers['ce_id']}"
+    ), consumer.output
     assert record.key().decode() == appointment_id
     assert headers["ce_type"] == "appointment.booked"
     assert headers["ce_specversion"] == "1.0"

@@ -9,8 +9,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from relay.kafka import ensure_topics
-from relay.ops import partition_lag, render_table
+from core.tables import render_table
+from messaging.offsets import partition_lag
+from messaging.topics import ensure_topics
 from tests.conftest import ROOT
 
 # -- pure logic ---------------------------------------------------------------
@@ -76,7 +77,7 @@ def produce_batches(
     The topic is made first (3 partitions): Apache Kafka here does not create topics
     on first use (Tansu makes a missing one with 4).
     """
-    ensure_topics(AdminClient({"bootstrap.servers": address}), [topic])
+    ensure_topics([topic], admin=AdminClient({"bootstrap.servers": address}))
     producer = Producer({"bootstrap.servers": address, "linger.ms": 50})
     for b in range(batches):
         for partition, count in per_partition.items():
@@ -198,3 +199,41 @@ def test_commands_name_the_broker_when_it_is_unreachable(proc_env):
     )
     assert result.returncode == 1
     assert f"cannot reach the broker at {down.address}" in result.stderr
+
+
+def test_groups_reset_offsets_moves_a_stopped_group_to_the_earliest(
+    broker, proc_env, topic
+):
+    from tests.consumer_kit import committed_offsets
+
+    assert kafka_cmd(proc_env, "topics", "create", topic).returncode == 0
+    produce_batches(broker.address, topic, {0: 6, 1: 3})
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": broker.address, "group.id": group})
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 2)],
+            asynchronous=False,
+        )
+    finally:
+        consumer.close()
+    assert committed_offsets(broker.address, group, topic) == {0: 3, 1: 2}
+
+    bad = kafka_cmd(
+        proc_env, "groups", "reset-offsets", group, "--to", "soon", "--topic", topic
+    )
+    assert bad.returncode == 1 and "--to: 'soon' is not" in bad.stderr
+
+    reset = kafka_cmd(
+        proc_env,
+        "groups",
+        "reset-offsets",
+        group,
+        "--to",
+        "earliest",
+        "--topic",
+        topic,
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert f"group {group}: offsets reset to earliest" in reset.stdout
+    assert committed_offsets(broker.address, group, topic) == {0: 0, 1: 0, 2: 0}

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from relay import kafka
+from messaging import config as kafka
 from tests.conftest import ROOT
 
 PRODUCTION = {
@@ -135,7 +135,7 @@ def client_constructions():
 
 
 def builds_config_from_settings(node: ast.Call) -> bool:
-    """The first argument is a relay.kafka config builder, possibly extended with `|`."""
+    """The first argument is a messaging.config builder, possibly extended with `|`."""
     if not node.args:
         return False
     arg = node.args[0]
@@ -163,5 +163,5 @@ def test_every_kafka_client_in_the_code_is_built_from_the_shared_config():
         where for where, node in found.items() if not builds_config_from_settings(node)
     ]
     assert unsafe == [], (
-        f"clients not built by relay.kafka (no security settings): {unsafe}"
+        f"clients not built by messaging.config (no security settings): {unsafe}"
     )

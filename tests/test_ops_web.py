@@ -222,7 +222,7 @@ def test_log_format_json_writes_one_object_per_line_with_request_id(proc_env):
 
 
 def test_event_id_bound_with_log_context_reaches_every_line(caplog):
-    from healthcare.logging import log_context
+    from core.logcontext import log_context
 
     event_id = uuid.uuid4()
     caplog.handler.addFilter(ContextFilter())

@@ -6,14 +6,14 @@ from datetime import time
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from django.db import IntegrityError, transaction
 
 from appointments.events import APPOINTMENT_BOOKED, appointment_event
 from appointments.models import Appointment
 from appointments.services import appointment_book
+from messaging.config import producer_config
+from messaging.topics import ensure_topics
 from notifications.models import Notification, ProcessedEvent
-from relay import kafka
 from relay.events import cloudevent_headers, enqueue
 from relay.models import OutboxEvent
 from relay.stages import Marker
@@ -61,8 +61,8 @@ def test_duplicate_delivery_creates_notifications_once(
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
     )
     row = OutboxEvent.objects.get()
-    kafka.ensure_topics(AdminClient(kafka.admin_config()), [topic])
-    producer = Producer(kafka.producer_config())
+    ensure_topics([topic])
+    producer = Producer(producer_config())
     for _ in range(3):  # the same event, delivered three times
         producer.produce(
             topic,

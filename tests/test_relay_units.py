@@ -5,7 +5,7 @@ import time
 import pytest
 from confluent_kafka import KafkaError
 
-from healthcare.env import parse_duration
+from core.env import parse_duration
 from relay.events import bucket_for
 from relay.leadership import fair_share
 from relay.models import BUCKETS, uuid7

@@ -60,7 +60,7 @@ def test_production_requires_a_secret_key():
 
 
 def test_broker_list_and_security_reach_every_client_config(settings):
-    from relay import kafka
+    from messaging import config as kafka
 
     settings.KAFKA = {
         **settings.KAFKA,
@@ -85,7 +85,7 @@ def test_broker_list_and_security_reach_every_client_config(settings):
 
 
 def test_producer_is_idempotent_and_tuned_from_settings(settings):
-    from relay import kafka
+    from messaging import config as kafka
 
     settings.KAFKA = {**settings.KAFKA, "LINGER_MS": 20, "BATCH_SIZE": 65536, "COMPRESSION": "zstd"}
     config = kafka.producer_config()

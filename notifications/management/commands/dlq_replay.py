@@ -1,25 +1,8 @@
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 
+from core.progress import ProgressBar
+from messaging import deadletter
 from notifications.dlq import DeadLetterReplay, ReplayFailed, replay_group
-
-
-class ProgressBar:
-    """One self-overwriting line on stderr: [#####.....] 50/100."""
-
-    def __init__(self, label: str, stream=sys.stderr, width: int = 30):
-        self.label = label
-        self.stream = stream
-        self.width = width
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.width * done // total if total else self.width
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 class Command(BaseCommand):
@@ -46,7 +29,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run=False, dlq_topic=None, timeout=30, **options):
         replay = DeadLetterReplay(
-            dlq_topic=dlq_topic, timeout=timeout, progress=ProgressBar("replaying")
+            dlq_topic=dlq_topic, timeout=timeout, progress=ProgressBar("replaying", 0)
         )
         try:
             report = replay.run(dry_run=dry_run)
@@ -70,6 +53,6 @@ class Command(BaseCommand):
             return
         if report.skipped:
             self.stdout.write(
-                f"skipped {report.skipped} without a dlq_original_topic header"
+                f"skipped {report.skipped} without a {deadletter.ORIGINAL_TOPIC} header"
             )
         self.stdout.write(f"replayed {report.replayed} dead letter(s)")

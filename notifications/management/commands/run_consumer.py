@@ -5,14 +5,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
-from notifications.consumer import NotificationConsumer
-from notifications.mailer import EmailSender
-from notifications.offsets import (
+from messaging.reset import (
     GroupHasMembers,
     OffsetResetFailed,
     group_offsets_reset,
     parse_reset_target,
+    reset_lines,
 )
+from notifications.consumer import NotificationConsumer
+from notifications.mailer import EmailSender
 
 logger = logging.getLogger("notifications")
 
@@ -78,6 +79,7 @@ class Command(BaseCommand):
         self.stdout.write(f"processed {processed} records")
 
     def reset(self, group: str, text: str, *, force: bool) -> None:
+        """The same reset as ``kafka groups reset-offsets``, on the consumer's topics."""
         try:
             target = parse_reset_target(text)
         except ValueError as exc:
@@ -89,12 +91,5 @@ class Command(BaseCommand):
             )
         except (GroupHasMembers, OffsetResetFailed) as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"group {group}: offsets reset to {target}")
-        self.stdout.write(
-            f"  {'topic':<30} {'partition':>9} {'before':>10} {'after':>10}"
-        )
-        for r in resets:
-            before = "-" if r.before is None else str(r.before)
-            self.stdout.write(
-                f"  {r.topic:<30} {r.partition:>9} {before:>10} {r.after:>10}"
-            )
+        for line in reset_lines(group, target, resets):
+            self.stdout.write(line)

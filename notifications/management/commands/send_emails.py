@@ -1,5 +1,3 @@
-import signal
-
 from django.core.management.base import BaseCommand
 
 from notifications.mailer import EmailSender
@@ -18,9 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, batch_size=None, **options):
         sender = EmailSender(batch_size=batch_size)
-
-        signal.signal(signal.SIGTERM, lambda signum, frame: sender.stop())
-        signal.signal(signal.SIGINT, lambda signum, frame: sender.stop())
+        sender.install_signal_handlers()
         self.stdout.write("send_emails: started")
         sent = sender.run()
         self.stdout.write(f"sent {sent} emails")

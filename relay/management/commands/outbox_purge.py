@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from healthcare.env import parse_duration
-from relay.progress import ProgressBar
+from core.env import parse_duration
+from core.progress import ProgressBar
 from relay.retention import outbox_purge, outbox_purgeable
 
 

@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
 from django.utils import dateparse, timezone
 
-from healthcare.env import parse_duration
-from relay.progress import ProgressBar
+from core.env import parse_duration
+from core.progress import ProgressBar
 from relay.replay import outbox_replay, outbox_replay_selection
 
 

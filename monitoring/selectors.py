@@ -3,32 +3,40 @@
 The figures come from the outbox, the inbox and the notifications tables, so they are
 exact whatever the broker says. Staff see them on the admin's pipeline page (and
 republish events from there); /metrics and /readyz export the same figures.
+
+Cost: the backlog and the consumer's progress are bounded queries on indexed
+columns (the pending index, the inbox's processed_at index, a one-hour range of the
+published index probing the inbox by key). The totals (whole-table counts, the delay
+sample) are cached for HEALTH_FIGURES_CACHE_S seconds per process for /metrics.
 """
 
-import logging
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from confluent_kafka import KafkaException
-from django.conf import settings
-from django.contrib import admin, messages
-from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
-from django.shortcuts import redirect
-from django.template.response import TemplateResponse
+from django.db import connection
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
 
+from appointments.models import Appointment
+from core.stats import quantile
 from notifications.models import Notification, ProcessedEvent
-from relay import ops
 from relay.models import OutboxEvent
-from relay.replay import outbox_republish
-
-logger = logging.getLogger(__name__)
+from relay.selectors import outbox_backlog
 
 DELAY_WINDOW = timedelta(minutes=5)
 DELAY_SAMPLE = 10_000
 TIMELINE_SIZE = 50
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class ConsumerProgress:
+    processed_last_age_s: float | None
+    published_not_consumed_last_hour: int
 
 
 @dataclass
@@ -44,44 +52,95 @@ class PipelineFigures:
     notifications: int
     published_not_consumed_last_hour: int
     delay_s: dict[str, float] = field(default_factory=dict)
+    appointments_by_status: dict[str, int] = field(default_factory=dict)
 
 
-def pipeline_figures(*, now: datetime | None = None) -> PipelineFigures:
-    """Backlog, throughput and consumer progress, from the database."""
-    now = now or timezone.now()
-    pending = OutboxEvent.objects.pending().aggregate(
-        count=Count("pk"),
-        oldest=Min("created_at"),
-        failing=Count("pk", filter=Q(attempts__gt=0)),
-        attempts=Sum("attempts"),
+def consumer_progress(*, now: datetime) -> ConsumerProgress:
+    """When the consumer last recorded an event, and what it has not recorded yet."""
+    last = ProcessedEvent.objects.aggregate(last=Max("processed_at"))["last"]
+    since = now - timedelta(hours=1)
+    # An event published since then was recorded after its publication: bounding the
+    # inbox side too (with room for clock skew between the relay and the consumer)
+    # keeps both sides index range scans, whatever the size of the tables.
+    in_inbox = ProcessedEvent.objects.filter(
+        event_id=OuterRef("event_id"), processed_at__gte=since - CLOCK_SKEW
     )
+    unconsumed = (
+        OutboxEvent.objects.filter(published_at__gte=since)
+        .filter(~Exists(in_inbox))
+        .count()
+    )
+    return ConsumerProgress(_age(now, last), unconsumed)
+
+
+def pipeline_figures(
+    *, now: datetime | None = None, cache_seconds: float = 0
+) -> PipelineFigures:
+    """Backlog, throughput and consumer progress, from the database.
+
+    The totals are at most ``cache_seconds`` old (never cached inside a
+    transaction: it must see its own writes).
+    """
+    now = now or timezone.now()
+    backlog = outbox_backlog(now=now)
+    progress = consumer_progress(now=now)
+    totals = _cached("totals", cache_seconds, lambda: _totals(now))
+    return PipelineFigures(
+        pending=backlog.pending,
+        oldest_pending_age_s=backlog.oldest_pending_age_s,
+        failing=backlog.failing,
+        failed_attempts=backlog.failed_attempts,
+        last_processed_age_s=progress.processed_last_age_s,
+        published_not_consumed_last_hour=progress.published_not_consumed_last_hour,
+        **totals,
+    )
+
+
+def _totals(now: datetime) -> dict:
     published = OutboxEvent.objects.filter(
         published_at__gte=now - timedelta(hours=1)
     ).aggregate(
         hour=Count("pk"),
         minute=Count("pk", filter=Q(published_at__gte=now - timedelta(minutes=1))),
     )
-    inbox = ProcessedEvent.objects.aggregate(
-        count=Count("pk"), last=Max("processed_at")
+    by_status = dict(
+        Appointment.objects.order_by().values_list("status").annotate(n=Count("pk"))
     )
-    unconsumed = (
-        OutboxEvent.objects.filter(published_at__gte=now - timedelta(hours=1))
-        .exclude(event_id__in=ProcessedEvent.objects.values("event_id"))
-        .count()
-    )
-    return PipelineFigures(
-        pending=pending["count"],
-        oldest_pending_age_s=_age(now, pending["oldest"]),
-        published_last_minute=published["minute"],
-        published_last_hour=published["hour"],
-        failing=pending["failing"],
-        failed_attempts=pending["attempts"] or 0,
-        processed=inbox["count"],
-        last_processed_age_s=_age(now, inbox["last"]),
-        notifications=Notification.objects.count(),
-        published_not_consumed_last_hour=unconsumed,
-        delay_s=end_to_end_delay(now=now),
-    )
+    return {
+        "published_last_minute": published["minute"],
+        "published_last_hour": published["hour"],
+        "processed": ProcessedEvent.objects.count(),
+        "notifications": Notification.objects.count(),
+        "delay_s": end_to_end_delay(now=now),
+        "appointments_by_status": {
+            status: by_status.get(status, 0) for status in Appointment.Status.values
+        },
+    }
+
+
+_cache: dict[tuple, tuple[float, object]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(key: str, seconds: float, compute: Callable[[], object]):
+    """``compute()`` at most every ``seconds`` per process and database."""
+    if seconds <= 0 or connection.in_atomic_block:
+        return compute()
+    key = (connection.settings_dict["NAME"], key)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and now - hit[0] < seconds:
+        return hit[1]
+    value = compute()
+    with _cache_lock:
+        _cache[key] = (now, value)
+    return value
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
 
 
 def end_to_end_delay(*, now: datetime) -> dict[str, float]:
@@ -105,15 +164,11 @@ def end_to_end_delay(*, now: datetime) -> dict[str, float]:
     if not delays:
         return {}
     return {
-        "p50": _quantile(delays, 0.5),
-        "p95": _quantile(delays, 0.95),
-        "p99": _quantile(delays, 0.99),
+        "p50": quantile(delays, 0.5),
+        "p95": quantile(delays, 0.95),
+        "p99": quantile(delays, 0.99),
         "max": delays[-1],
     }
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:
@@ -180,56 +235,5 @@ def _uuid_or_none(text: str) -> uuid.UUID | None:
         return None
 
 
-# -- the admin page ------------------------------------------------------------------
-
-
 def failing_events(limit: int = 20):
     return OutboxEvent.objects.pending().filter(attempts__gt=0).order_by("seq")[:limit]
-
-
-def dead_letter_summary() -> dict:
-    """The dead-letter topic, read from the broker (no table holds dead letters)."""
-    topic = settings.CONSUMER["DLQ_TOPIC"]
-    try:
-        found = ops.dead_letters(topic=topic, limit=20, timeout=3)
-    except (ops.OpsError, KafkaException) as exc:
-        return {"topic": topic, "error": str(exc), "total": None, "latest": []}
-    return {"topic": topic, "error": "", "total": found.total, "latest": found.latest}
-
-
-@require_http_methods(["GET", "POST"])
-def pipeline_view(request):
-    """Staff-only page: the figures, failures, dead letters and the event timeline."""
-    if request.method == "POST":
-        return _republish(request)
-    search = request.GET.get("q", "")
-    context = {
-        **admin.site.each_context(request),
-        "title": "Event pipeline",
-        "figures": pipeline_figures(),
-        "failing": failing_events(),
-        "dead_letters": dead_letter_summary(),
-        "timelines": event_timelines(search=search),
-        "search": search,
-    }
-    return TemplateResponse(request, "admin/pipeline.html", context)
-
-
-def _republish(request):
-    one = request.POST.get("one")
-    seqs = [one] if one else request.POST.getlist("events")
-    seqs = [s for s in seqs if s.isdigit()]
-    if not seqs:
-        messages.warning(request, "Select at least one event to republish.")
-        return redirect("admin-pipeline")
-    count = outbox_republish(events=OutboxEvent.objects.filter(seq__in=seqs))
-    logger.info("pipeline: %d events republished by user %s", count, request.user.pk)
-    if count:
-        messages.success(
-            request, f"Republished {count} event(s): the relay sends them again."
-        )
-    else:
-        messages.warning(
-            request, "Nothing republished: the selected events are not published yet."
-        )
-    return redirect("admin-pipeline")

@@ -1,4 +1,4 @@
-"""Domain errors raised by services and mapped to HTTP in one place (healthcare.api)."""
+"""Domain errors raised by services and mapped to HTTP in one place (core.api)."""
 
 
 class ApplicationError(Exception):

@@ -30,7 +30,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from django.conf import settings
 from django.utils import timezone
 
-from relay import kafka
+from messaging.config import admin_client, consumer_config
 
 # Errors with which a broker turns down an offset change while members are in the group.
 _GROUP_BUSY = {KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS}
@@ -122,7 +122,7 @@ def group_offsets_reset(
 
     Refused (GroupHasMembers) while the group has members, unless ``force``.
     """
-    admin = admin or AdminClient(kafka.admin_config())
+    admin = admin or admin_client()
     live = group_live_members(admin, group, timeout)
     if live != 0 and not force:
         raise GroupHasMembers(
@@ -215,7 +215,7 @@ def _commit_as_member(
     """Join the group, wait to own every partition, commit the offsets, leave."""
     wanted = {(tp.topic, tp.partition) for tp in offsets}
     owned: set[tuple[str, int]] = set()
-    consumer = Consumer(kafka.consumer_config(group))
+    consumer = Consumer(consumer_config(group))
     consumer.subscribe(
         topics,
         on_assign=lambda c, ps: owned.update((p.topic, p.partition) for p in ps),
@@ -236,3 +236,17 @@ def _commit_as_member(
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
+
+
+def reset_lines(
+    group: str, target: ResetTarget, resets: list[PartitionReset]
+) -> list[str]:
+    """What ``kafka groups reset-offsets`` and ``run_consumer --reset-offsets`` print."""
+    lines = [
+        f"group {group}: offsets reset to {target}",
+        f"  {'topic':<30} {'partition':>9} {'before':>10} {'after':>10}",
+    ]
+    for r in resets:
+        before = "-" if r.before is None else str(r.before)
+        lines.append(f"  {r.topic:<30} {r.partition:>9} {before:>10} {r.after:>10}")
+    return lines

@@ -1,8 +1,9 @@
 """Liveness and readiness: /healthz (the process answers) and /readyz (it can work).
 
 Ready means the database answers and the broker is reachable; the answer names
-what is not. The relay's and the consumer's progress (from the database) is shown
-too, as information: the web app serves bookings while they lag.
+what is not. The relay's and the consumer's progress (from the database, bounded
+queries on indexed columns) is shown too, as information: the web app serves
+bookings while they lag.
 """
 
 import threading
@@ -12,9 +13,12 @@ from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from relay import kafka
+from messaging.config import admin_client
+from monitoring.selectors import consumer_progress
+from relay.selectors import outbox_backlog
 
 _admins: dict[str, AdminClient] = {}
 _admins_lock = threading.Lock()
@@ -25,7 +29,7 @@ def _admin() -> AdminClient:
     brokers = settings.KAFKA["BROKERS"]
     with _admins_lock:
         if brokers not in _admins:
-            _admins[brokers] = AdminClient(kafka.admin_config())
+            _admins[brokers] = admin_client()
         return _admins[brokers]
 
 
@@ -54,25 +58,24 @@ def check_broker() -> dict:
 
 def pipeline_health() -> dict:
     """How far behind the relay and the consumer are, from the database."""
-    from healthcare.pipeline import pipeline_figures
-
-    f = pipeline_figures()
+    now = timezone.now()
+    backlog = outbox_backlog(now=now)
+    consumer = consumer_progress(now=now)
     limit = settings.HEALTH["MAX_PENDING_AGE_S"]
-    oldest = f.oldest_pending_age_s
+    oldest = backlog.oldest_pending_age_s
+    last = consumer.processed_last_age_s
+    unconsumed = consumer.published_not_consumed_last_hour
     return {
         "relay": {
             "ok": oldest is None or oldest <= limit,
-            "pending_events": f.pending,
+            "pending_events": backlog.pending,
             "oldest_pending_age_seconds": None if oldest is None else round(oldest, 3),
-            "failing_events": f.failing,
+            "failing_events": backlog.failing,
         },
         "consumer": {
-            "ok": f.published_not_consumed_last_hour == 0
-            or (f.last_processed_age_s is not None and f.last_processed_age_s <= limit),
-            "published_not_consumed_last_hour": f.published_not_consumed_last_hour,
-            "last_processed_age_seconds": None
-            if f.last_processed_age_s is None
-            else round(f.last_processed_age_s, 3),
+            "ok": unconsumed == 0 or (last is not None and last <= limit),
+            "published_not_consumed_last_hour": unconsumed,
+            "last_processed_age_seconds": None if last is None else round(last, 3),
         },
     }
 

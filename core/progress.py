@@ -1,11 +1,11 @@
-"""A one-line progress bar for long management commands."""
+"""A one-line progress bar for long management commands (the only one)."""
 
 import sys
 import time
 
 
 class ProgressBar:
-    """``label [#####-----] 50% 5,000/10,000 (1,234/s)``, redrawn in place on a terminal."""
+    """``label [#####-----] 5,000/10,000  50% (1,234/s)``, redrawn in place on a terminal."""
 
     def __init__(self, label: str, total: int, stream=None, width: int = 30):
         self.label = label
@@ -26,10 +26,20 @@ class ProgressBar:
         rate = done / max(now - self.started, 1e-9)
         line = (
             f"{self.label} [{'#' * filled}{'-' * (self.width - filled)}] "
-            f"{fraction:4.0%} {done:,}/{self.total:,} ({rate:,.0f}/s)"
+            f"{done:,}/{self.total:,} {fraction:4.0%} ({rate:,.0f}/s)"
         )
-        self.stream.write(("\r" if self._tty else "") + line + ("" if self._tty else "\n"))
+        self.stream.write(
+            ("\r" if self._tty else "") + line + ("" if self._tty else "\n")
+        )
         self.stream.flush()
+
+    def __call__(self, done: int, total: int) -> None:
+        """The callback form, ``progress(done, total)``: finishes at the total."""
+        self.total = max(total, 0)
+        if done >= self.total:
+            self.finish(done)
+        else:
+            self.update(done)
 
     def finish(self, done: int) -> None:
         self.update(done, force=True)

@@ -21,7 +21,9 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false).")
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean (use 1/0, true/false)."
+    )
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
@@ -86,7 +88,9 @@ def parse_duration(raw: str) -> float:
     try:
         seconds = float(number) * _DURATION_UNITS[unit]
     except ValueError:
-        raise ValueError(f"{raw!r} is not a duration (e.g. 7d, 36h, 90m, 30s)") from None
+        raise ValueError(
+            f"{raw!r} is not a duration (e.g. 7d, 36h, 90m, 30s)"
+        ) from None
     if seconds < 0:
         raise ValueError(f"{raw!r} must not be negative")
     return seconds
