@@ -204,9 +204,9 @@ def run_naive(brokers: str, m: int) -> dict:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
+    from messaging.config import consumer_config
     from notifications.models import EmailDelivery, Notification, ProcessedEvent
     from notifications.records import parse_record
-    from messaging.config import consumer_config
 
     User = get_user_model()
     consumer = Consumer(consumer_config("bench-naive"))

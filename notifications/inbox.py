@@ -82,35 +82,13 @@ def _recipients(events: list[ParsedEvent]) -> dict[int, bool]:
     }
 
 
-def _write_postgresql(
-    events: list[ParsedEvent], with_email: list[int]
-) -> set[uuid.UUID]:
-    """One statement: inbox rows, then notifications and emails for the new events.
-
-    Parameters go as binary arrays with server-side binding, several times cheaper
-    than quoting thousands of values into the SQL. Notifications are inserted in
-    batch order (WITH ORDINALITY), so their ids keep the order within a partition.
-    """
-    if not events:
-        return set()
-    q = connection.ops.quote_name
-    inbox, notes, emails = (
-        q(m._meta.db_table) for m in (ProcessedEvent, Notification, EmailDelivery)
-    )
-    now = timezone.now()
-    note_event, recipients, messages = [], [], []
-    for number, e in enumerate(events, start=1):
-        for p in e.planned:
-            note_event.append(number)
-            recipients.append(p.recipient_id)
-            messages.append(p.message)
-    sql = f"""
+_PG_BATCH_SQL = """
         WITH batch AS MATERIALIZED (
             SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::int4[],
                                  %b::int8[], %b::text[])
                 WITH ORDINALITY AS b(event_id, event_type, topic, part, off, appointment, i)
         ), new_events AS (
-            INSERT INTO {inbox} (event_id, event_type, topic, partition, {q("offset")},
+            INSERT INTO {inbox} (event_id, event_type, topic, partition, {offset},
                                  processed_at)
             SELECT event_id, event_type, topic, part, off, %b FROM batch
             ON CONFLICT (event_id) DO NOTHING
@@ -132,8 +110,44 @@ def _write_postgresql(
             WHERE recipient_id IN (SELECT unnest(%b::int8[]))
         )
         SELECT event_id FROM new_events
+"""
+
+
+def _write_postgresql(
+    events: list[ParsedEvent], with_email: list[int]
+) -> set[uuid.UUID]:
+    """One statement: inbox rows, then notifications and emails for the new events.
+
+    Parameters go as binary arrays with server-side binding, several times cheaper
+    than quoting thousands of values into the SQL. Notifications are inserted in
+    batch order (WITH ORDINALITY), so their ids keep the order within a partition.
     """
-    params = [
+    if not events:
+        return set()
+    q = connection.ops.quote_name
+    inbox, notes, emails = (
+        q(m._meta.db_table) for m in (ProcessedEvent, Notification, EmailDelivery)
+    )
+    sql = _PG_BATCH_SQL.format(
+        inbox=inbox, notes=notes, emails=emails, offset=q("offset")
+    )
+    with (
+        connection.wrap_database_errors,
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
+        cursor.execute(sql, _pg_batch_params(events, with_email))
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _pg_batch_params(events: list[ParsedEvent], with_email: list[int]) -> list:
+    now = timezone.now()
+    note_event, recipients, messages = [], [], []
+    for number, e in enumerate(events, start=1):
+        for p in e.planned:
+            note_event.append(number)
+            recipients.append(p.recipient_id)
+            messages.append(p.message)
+    return [
         [e.event_id for e in events],
         [e.event_type for e in events],
         [e.msg.topic() for e in events],
@@ -150,12 +164,6 @@ def _write_postgresql(
         now,
         with_email,
     ]
-    with (
-        connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
-    ):
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
 
 
 def _write_generic(events: list[ParsedEvent], with_email: set[int]) -> set[uuid.UUID]:

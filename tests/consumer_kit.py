@@ -13,8 +13,8 @@ from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient
 from django.db.models import Count
 
-from notifications.models import Notification, ProcessedEvent
 from messaging.topics import ensure_topics
+from notifications.models import Notification, ProcessedEvent
 
 # A short session for consumer processes in tests, so that a killed member is
 # evicted soon. Apache Kafka refuses one below group.min.session.timeout.ms (6000);

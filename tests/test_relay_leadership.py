@@ -11,7 +11,12 @@ from django.db import connection, transaction
 from relay.events import enqueue
 from relay.leadership import PostgresLeadership
 from relay.models import OutboxEvent, ShardLease
-from relay.publisher import DeliveryErrorPolicy, Outcome, ShardPublisher, ShardTransaction
+from relay.publisher import (
+    DeliveryErrorPolicy,
+    Outcome,
+    ShardPublisher,
+    ShardTransaction,
+)
 from relay.store import PostgresStore
 from tests.conftest import wait_until
 from tests.kafka_utils import headers_of, read_topic
