@@ -100,28 +100,35 @@ class Progress:
         )
 
 
-def drain(timeout: float) -> float:
-    """Wait until nothing is pending and every event is in the inbox; seconds taken."""
+def drain(timeout: float) -> tuple[float, dict]:
+    """Wait until nothing is pending, every event is applied, no email is due.
+
+    Returns the seconds taken and when each of the three first reached zero.
+    """
     from django.db import close_old_connections
     from django.utils import timezone
 
     from notifications.models import EmailDelivery, ProcessedEvent
     from relay.models import OutboxEvent
 
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    started, reached = time.monotonic(), {}
+    checks = {
+        "outbox": lambda: OutboxEvent.objects.pending().count(),
+        "inbox": lambda: OutboxEvent.objects.exclude(
+            event_id__in=ProcessedEvent.objects.values("event_id")
+        ).count(),
+        "email": lambda: EmailDelivery.objects.due(timezone.now()).count(),
+    }
+    while time.monotonic() - started < timeout and len(reached) < len(checks):
         try:
             close_old_connections()
-            applied = ProcessedEvent.objects.values("event_id")
-            left = OutboxEvent.objects.pending().count()
-            left += OutboxEvent.objects.exclude(event_id__in=applied).count()
-            left += EmailDelivery.objects.due(timezone.now()).count()
+            for name, left in checks.items():
+                if name not in reached and not left():
+                    reached[name] = round(time.monotonic() - started, 1)
         except DatabaseError:
-            left = 1
-        if not left:
-            break
-        time.sleep(0.5)
-    return time.monotonic() - started
+            pass
+        time.sleep(0.25)
+    return time.monotonic() - started, reached
 
 
 def main() -> int:
@@ -151,7 +158,7 @@ def _allow_connections(config: Config) -> None:
 
 
 def _run(config: Config, stack: Stack) -> int:
-    from devtools.chaos.evidence import gather
+    from devtools.chaos.evidence import gather  # after django.setup()
     from devtools.chaos.faults import Faults
     from devtools.chaos.load import LoadGenerator
     from devtools.chaos.schedule import Injector, plan
@@ -184,11 +191,17 @@ def _run(config: Config, stack: Stack) -> int:
     load.stop()
     injector.stop()
     say("chaos: load stopped; waiting for the pipeline to drain")
-    drain_s = drain(config.drain_timeout)
+    drain_s, reached = drain(config.drain_timeout)
+    say(f"chaos: drained in {drain_s:.1f} s (each reached zero after: {reached})")
     progress.stop()
     supervisor.stop()
     exit_codes = stack.stop_services()
     ev = gather(stack=stack, load=load, faults=faults, exit_codes=exit_codes)
+    return _judge(config, ev, load, injector, supervisor, drain_s)
+
+
+def _judge(config, ev, load, injector, supervisor, drain_s: float) -> int:
+    """The table, the JSON line, the exit code."""
     invariants = verdict.judge(ev)
     ev.duplicates = verdict.email_duplicates(ev)
     counts = injector.counts()
