@@ -1,0 +1,153 @@
+"""Failures no other test reaches, one at a time (the chaos run combines them under load).
+
+- the email sender SIGKILLed in the middle of a round of sending;
+- the relay's database connection cut while it marks rows published.
+"""
+
+import signal
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from devtools.chaos.smtp import SmtpSink
+from notifications.models import EmailDelivery, Notification
+from relay.models import OutboxEvent
+from tests.conftest import wait_until
+from tests.kafka_utils import headers_of, read_topic
+from tests.relay_support import (
+    assert_complete_and_ordered,
+    enqueue_events,
+    make_events,
+    new_keys,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def pending_deliveries(make_user, n: int) -> list[EmailDelivery]:
+    users = [make_user(email=f"person-{i}@example.org") for i in range(4)]
+    deliveries = []
+    for i in range(n):
+        note = Notification.objects.create(
+            recipient=users[i % 4],
+            event_id=uuid.uuid4(),
+            appointment_id=uuid.uuid4(),
+            event_type="appointment.booked",
+            message=f"Your appointment number {i} is booked.",
+        )
+        deliveries.append(EmailDelivery.objects.create(notification=note))
+    return deliveries
+
+
+def test_email_sender_killed_mid_send_loses_nothing_and_sends_again(
+    make_user, start_process
+):
+    deliveries = pending_deliveries(make_user, 60)
+    sink = SmtpSink(delay=0.05).start()  # one message per 50 ms: a round lasts seconds
+    env = {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(sink.port),
+        "NOTIFICATION_EMAIL_BATCH_SIZE": "30",
+    }
+    try:
+        sender = start_process("send_emails", env=env)
+        assert wait_until(lambda: sink.total >= 3, timeout=30), sender.output
+        assert sink.sending()
+        sender.proc.send_signal(signal.SIGKILL)
+        sender.proc.wait(10)
+        received_at_kill = sink.total
+
+        # Nothing lost: every delivery is sent or pending, none failed.
+        statuses = set(EmailDelivery.objects.values_list("status", flat=True))
+        assert statuses <= {"sent", "pending"}
+        claimed = EmailDelivery.objects.filter(status="pending", attempts=1)
+        assert (
+            claimed.count() >= 1
+        )  # the round in hand: claimed, maybe sent, not marked
+        # They wait out the sender's 5-minute lease; move them to its end.
+        assert all(d.next_attempt_at > timezone.now() for d in claimed)
+        claimed.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+        again = start_process("send_emails", env=env, name="send_emails-again")
+        done = wait_until(
+            lambda: not EmailDelivery.objects.exclude(status="sent").exists(),
+            timeout=60,
+        )
+        assert done, again.output
+        assert again.terminate() == 0
+    finally:
+        sink.stop()
+    # At least once: every delivery reached the sink; the killed round's ones may twice.
+    addresses = {d.notification.recipient.email for d in deliveries}
+    assert {rcpt for rcpt, _, _ in sink.received} == addresses
+    assert sum(sink.received.values()) == sink.total >= len(deliveries)
+    duplicates = sink.total - len(deliveries)
+    assert 0 <= duplicates <= received_at_kill
+
+
+MARK_SLOWLY = """
+CREATE FUNCTION chaos_slow_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(0.3);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER chaos_slow_mark BEFORE UPDATE OF published_at ON {table}
+    FOR EACH ROW WHEN (OLD.published_at IS NULL AND NEW.published_at IS NOT NULL)
+    EXECUTE FUNCTION chaos_slow_mark();
+"""
+NO_SLOW_MARK = """
+DROP TRIGGER IF EXISTS chaos_slow_mark ON {table};
+DROP FUNCTION IF EXISTS chaos_slow_mark();
+"""
+CUT_MARKING = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE application_name = 'outbox-relay-mark' AND state = 'active'
+  AND datname = current_database()
+"""
+
+
+def sql(statement: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(statement.format(table=OutboxEvent._meta.db_table))
+        return cursor.fetchone()[0] if cursor.description else 0
+
+
+@pytest.mark.postgres_only
+def test_relay_cut_while_marking_publishes_the_rows_again(broker, topic, start_process):
+    relay = start_process("run_relay")
+    assert relay.wait_for_output("producer ready")
+    sql(MARK_SLOWLY)  # each mark now takes 0.3 s per row: time to cut it
+    try:
+        enqueue_events(make_events(new_keys(3), 2))
+        cuts, deadline = 0, time.monotonic() + 30
+        while "could not mark" not in relay.output and time.monotonic() < deadline:
+            cuts += sql(
+                CUT_MARKING
+            )  # every attempt, until the relay gives the marks up
+            time.sleep(0.05)
+        assert "could not mark" in relay.output, relay.output
+        assert cuts >= 3  # three attempts, each cut mid-UPDATE
+    finally:
+        sql(NO_SLOW_MARK)
+    assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=30)
+    assert relay.proc.poll() is None, relay.output
+
+    # Published again after the failed mark: every event at least twice, in order.
+    records = read_topic(broker.address, topic, expect=12, timeout=20)
+    ids = [headers_of(r)["ce_id"] for r in records]
+    rows = list(OutboxEvent.objects.order_by("seq"))
+    assert all(ids.count(str(row.event_id)) >= 2 for row in rows), ids
+    assert_complete_and_ordered(records)
+    for row in rows:  # the marks name the record a reader finds there
+        at = next(
+            r
+            for r in records
+            if (r.partition(), r.offset()) == (row.partition, row.offset)
+        )
+        assert headers_of(at)["ce_id"] == str(row.event_id)
+    assert relay.terminate() == 0
