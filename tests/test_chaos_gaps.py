@@ -151,3 +151,120 @@ def test_relay_cut_while_marking_publishes_the_rows_again(broker, topic, start_p
         )
         assert headers_of(at)["ce_id"] == str(row.event_id)
     assert relay.terminate() == 0
+
+
+# -- the broker wiped, then outbox_replay -------------------------------------------
+
+
+def book_some(doctor, make_user, n: int, first_day: int = 0) -> list:
+    from datetime import date, time
+
+    from appointments.services import appointment_book
+
+    booked, day = [], date.today() + timedelta(days=7 + first_day)
+    while len(booked) < n:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            booked.append(
+                appointment_book(
+                    patient=make_user(), doctor=doctor, date=day, time_slot=time(10)
+                )
+            )
+    return booked
+
+
+def test_broker_wiped_then_outbox_replay_consumers_skip_what_they_had(
+    doctor, make_user, start_process
+):
+    from django.core.management import call_command
+
+    from notifications.models import ProcessedEvent
+    from tests.broker import Broker
+    from tests.consumer_kit import run_consumer
+
+    own = Broker().start()
+    env = {"KAFKA_BROKERS": own.address}
+    try:
+        since = timezone.now()
+        relay = start_process("run_relay", env=env)
+        consumer = run_consumer(start_process, "--no-email", env=env)
+        book_some(doctor, make_user, 5)
+        assert wait_until(lambda: ProcessedEvent.objects.count() == 5, timeout=60), (
+            consumer.output
+        )
+
+        own.stop()  # memory only: it comes back empty, topics and offsets gone
+        own.start()
+        book_some(doctor, make_user, 3, first_day=30)
+        call_command("outbox_replay", "--since", since.isoformat(), "--no-wait")
+        assert wait_until(lambda: ProcessedEvent.objects.count() == 8, timeout=60), (
+            consumer.output + relay.output
+        )
+        assert wait_until(
+            lambda: not OutboxEvent.objects.pending().exists(), timeout=30
+        )
+        skipped = wait_until(lambda: "skipped" in consumer.output, timeout=20)
+        assert skipped, consumer.output
+        # Nothing more arrives: wait past the consumer's session and the relay's retries.
+        time.sleep(8)
+        assert ProcessedEvent.objects.count() == 8
+        assert Notification.objects.count() == 16
+        assert set(Notification.objects.values_list("event_id", flat=True)) == set(
+            OutboxEvent.objects.values_list("event_id", flat=True)
+        )
+        records = read_topic(own.address, OutboxEvent.objects.first().topic, expect=8)
+        assert_complete_and_ordered(records)
+        assert relay.terminate() == 0
+        assert consumer.terminate() == 0
+    finally:
+        own.stop()
+
+
+# -- per-key order through a rebalance and a restart ------------------------------------
+
+
+def test_per_key_order_holds_through_a_rebalance_and_a_restart(
+    broker, topic, make_user, start_process
+):
+    from tests.consumer_kit import event_record, produce_slowly, run_consumer
+
+    patient, doctor_user = make_user(), make_user()
+    keys = [str(uuid.uuid4()) for _ in range(6)]
+    records = [
+        event_record(
+            patient_id=patient.id,
+            doctor_user_id=doctor_user.id,
+            appointment_id=keys[i % len(keys)],
+            event_type="appointment.rescheduled",
+            data={"previousDate": "2030-05-05", "previousTimeSlot": "09:00"},
+        )
+        for i in range(600)
+    ]
+    first = run_consumer(start_process, "--no-email", name="first")
+    assert first.wait_for_output("assigned")
+    produce_slowly(broker.address, topic, records[:200], per_second=200)
+    second = run_consumer(start_process, "--no-email", name="second")  # a rebalance
+    produce_slowly(broker.address, topic, records[200:400], per_second=200)
+    first.kill()  # mid-stream; restarted as a supervisor would
+    again = run_consumer(start_process, "--no-email", name="again")
+    produce_slowly(broker.address, topic, records[400:], per_second=200)
+
+    assert wait_until(
+        lambda: Notification.objects.count() == 2 * len(records), timeout=90
+    ), second.output + again.output
+    time.sleep(8)  # past the session timeout: a late duplicate would show now
+    assert Notification.objects.count() == 2 * len(records)
+    for key in keys:
+        sent = [
+            dict(r["headers"])["ce_id"].decode()
+            for r in records
+            if r["key"] == key.encode()
+        ]
+        for user in (patient, doctor_user):
+            got = Notification.objects.filter(appointment_id=key, recipient=user)
+            ids = [
+                str(e) for e in got.order_by("id").values_list("event_id", flat=True)
+            ]
+            assert ids == sent, key
+    assert second.terminate() == 0
+    assert again.terminate() == 0
