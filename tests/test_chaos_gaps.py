@@ -268,3 +268,107 @@ def test_per_key_order_holds_through_a_rebalance_and_a_restart(
             assert ids == sent, key
     assert second.terminate() == 0
     assert again.terminate() == 0
+
+
+# -- a leader stalled with claimed rows and an open Kafka transaction ----------------------
+
+
+def own_broker(tmp_path):
+    """A broker of this test's own (it gets frozen): TEST_BROKER's kind, Tansu by default."""
+    import os
+
+    from devtools.chaos.brokers import broker_for
+
+    broker = broker_for(
+        os.environ.get("TEST_BROKER", "tansu"), tmp_path, dict(os.environ)
+    )
+    broker.start()
+    return broker
+
+
+@pytest.mark.postgres_only
+def test_stalled_leader_with_an_open_transaction_marks_nothing_and_is_fenced(
+    topic, start_process, tmp_path
+):
+    own = own_broker(tmp_path)
+    env = {
+        "KAFKA_BROKERS": own.address,
+        "OUTBOX_LEASE_TIMEOUT": "2s",
+        "KAFKA_MESSAGE_TIMEOUT_MS": "5000",
+    }
+    try:
+        leader = start_process("run_relay", env=env, name="leader")
+        assert leader.wait_for_output("producer ready")
+        standby = start_process("run_relay", env=env, name="standby")
+        assert standby.wait_for_output("relay: started")
+        keys = new_keys(3)
+        enqueue_events(make_events(keys, 1))  # warm up: topic made, producer connected
+        assert wait_until(lambda: not OutboxEvent.objects.pending().exists())
+
+        own.proc.signal(signal.SIGSTOP)  # the broker holds the commit back...
+        enqueue_events(make_events(keys, 2))
+        time.sleep(1.5)  # ...while the leader claims, begins, produces and commits
+        leader.proc.send_signal(signal.SIGSTOP)  # stalled with all of that in hand
+        own.proc.signal(signal.SIGCONT)
+        assert OutboxEvent.objects.pending().count() == 6
+        took_over = wait_until(lambda: "leading shard 0" in standby.output, timeout=30)
+        assert took_over, standby.output
+        assert wait_until(
+            lambda: not OutboxEvent.objects.pending().exists(), timeout=30
+        )
+        marks = set(OutboxEvent.objects.values_list("seq", "partition", "offset"))
+
+        leader.proc.send_signal(signal.SIGCONT)
+        # Whatever the old leader could still do, it does within its commit deadline
+        # (message timeout + 5 s): wait that long before saying it did nothing.
+        time.sleep(5 + 5 + 2)
+        assert (
+            set(OutboxEvent.objects.values_list("seq", "partition", "offset")) == marks
+        )
+        assert "fenced" in leader.output or "leadership lost" in leader.output
+        records = read_committed(own.address, topic)
+        assert_complete_and_ordered(records)
+        ids = [headers_of(r)["ce_id"] for r in records]
+        at = {(r.partition(), r.offset()): headers_of(r)["ce_id"] for r in records}
+        for row in OutboxEvent.objects.all():  # every mark names a committed record
+            assert at[(row.partition, row.offset)] == str(row.event_id)
+        if (
+            own.read_committed_hides_aborted
+        ):  # Kafka: the old leader's batch is invisible
+            assert len(ids) == len(set(ids)) == 9, ids
+        assert leader.terminate() == 0
+        assert standby.terminate() == 0
+    finally:
+        own.stop()
+
+
+def read_committed(address: str, topic: str) -> list:
+    """Every record a read_committed reader sees, to the end of each partition."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": address,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records, open_ = [], set(partitions)
+        deadline = time.monotonic() + 30
+        while open_ and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() and msg.error().code() == KafkaError._PARTITION_EOF:
+                open_.discard(msg.partition())
+            elif not msg.error():
+                records.append(msg)
+        assert not open_, f"partitions {open_} not read to the end"
+        return records
+    finally:
+        consumer.close()
