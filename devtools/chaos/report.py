@@ -14,7 +14,7 @@ TANSU_SKIPS = {
 }
 
 
-def table(*, config, faults, load, ev, invariants, drain_s, restarts, say) -> None:
+def table(*, config, faults, load, ev, invariants, drain_s, restarts, errors, say):
     say("")
     say(
         f"Chaos run: seed {config.seed}, {config.duration:g} s of load, broker "
@@ -54,14 +54,17 @@ def table(*, config, faults, load, ev, invariants, drain_s, restarts, say) -> No
             say(f"      ({inv.note})")
         if not inv.ok:
             say(f"      first offenders: {', '.join(inv.offenders) or '-'}")
+    for error in errors:
+        say(f"  FAULT FAILED: {error}")
     if config.broker == "tansu":
         say("  skipped on Tansu:")
         for check, why in TANSU_SKIPS.items():
             say(f"    {check}: {why}")
 
 
-def summary(*, config, faults, ev, invariants, drain_s, errors) -> dict:
-    result = {
+def summary(*, faults, ev, invariants, drain_s, errors) -> dict:
+    """The last line, shaped as issue 11 asks (fault errors fail it; the table names them)."""
+    return {
         "ok": all(i.ok for i in invariants) and not errors,
         "faults": dict(sorted(faults.items())),
         "changes": ev.committed_changes,
@@ -71,15 +74,7 @@ def summary(*, config, faults, ev, invariants, drain_s, errors) -> dict:
             i.name: {"expected": i.expected, "found": i.found, "ok": i.ok}
             for i in invariants
         },
-        "seed": config.seed,
-        "broker": config.broker,
-        "email_duplicates": ev.duplicates,
     }
-    if errors:
-        result["fault_errors"] = errors
-    if config.broker == "tansu":
-        result["skipped"] = sorted(TANSU_SKIPS)
-    return result
 
 
 def json_line(result: dict) -> str:

@@ -213,10 +213,10 @@ def _judge(config, ev, load, injector, supervisor, drain_s: float) -> int:
         invariants=invariants,
         drain_s=drain_s,
         restarts=supervisor.restarts,
+        errors=injector.errors,
         say=say,
     )
     result = report.summary(
-        config=config,
         faults=counts,
         ev=ev,
         invariants=invariants,
