@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from relay import kafka  # messaging.kafka once the structure branch is merged
+
 
 @dataclass
 class Record:
@@ -17,15 +19,11 @@ class Record:
 
 def read_topic(brokers: str, topic: str, *, timeout: float = 60.0) -> list[Record]:
     """Every record of ``topic`` from the beginning to its end, in offset order per partition."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": brokers,
-            "group.id": f"chaos-verdict-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 10,
-        }
+    consumer = Consumer(  # read_committed, no auto commit, like the consumers
+        kafka.consumer_config(
+            f"chaos-verdict-{uuid.uuid4().hex[:8]}",
+            **{"bootstrap.servers": brokers, "enable.partition.eof": True},
+        )
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
