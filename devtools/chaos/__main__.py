@@ -1,0 +1,5 @@
+import sys
+
+from devtools.chaos.runner import main
+
+sys.exit(main())
