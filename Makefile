@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint lint-code lint-format install migrate clean
+.PHONY: run test bench chaos lint lint-code lint-format install migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
+
+# DURATION= seconds (default 300), SEED= for a reproducible fault schedule,
+# BROKER=kafka (default) or tansu; on PostgreSQL (CHAOS_DATABASE_URL)
+chaos: $(STAMP)
+	$(PY) -m devtools.chaos
 
 migrate: $(STAMP)
 	$(PY) manage.py migrate

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from relay import kafka  # messaging.kafka once the structure branch is merged
+from messaging import config as kafka
 
 
 @dataclass
