@@ -1,0 +1,68 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from relay import cdc
+
+
+class Command(BaseCommand):
+    help = (
+        "Change data capture with Debezium: print the connector configuration, show "
+        "its state and the slot's lag, create or drop the publication and slot."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "action",
+            choices=["config", "status", "setup", "teardown"],
+        )
+        parser.add_argument(
+            "--connect-url", help="Kafka Connect's REST API (default CDC_CONNECT_URL)."
+        )
+
+    def handle(self, *args, action, connect_url=None, **options):
+        try:
+            if action == "config":
+                self.config()
+            elif action == "status":
+                self.status(connect_url)
+            elif action == "setup":
+                self.report("created", cdc.cdc_setup())
+            else:
+                self.report("dropped", cdc.cdc_teardown())
+        except cdc.CDCError as exc:
+            raise CommandError(str(exc)) from None
+
+    def config(self):
+        body = {
+            "name": cdc.settings.CDC["CONNECTOR_NAME"],
+            "config": cdc.connector_config(),
+        }
+        self.stdout.write(json.dumps(body, indent=2))
+
+    def status(self, connect_url):
+        state = cdc.connector_status(connect_url)
+        if "error" in state:
+            self.stdout.write(f"connector: {state['error']}")
+        else:
+            tasks = ", ".join(t["state"] for t in state.get("tasks", [])) or "none"
+            self.stdout.write(
+                f"connector {state['name']}: {state['connector']['state']} "
+                f"(tasks: {tasks})"
+            )
+        slot = cdc.slot_status()
+        if slot is None:
+            self.stdout.write(
+                f"slot {cdc.slot_name()}: missing (run `outbox_cdc setup`)"
+            )
+            return
+        self.stdout.write(
+            f"slot {slot['slot']}: {'active' if slot['active'] else 'inactive'}, "
+            f"retained {slot['retained_bytes']} B, lag {slot['lag_bytes']} B "
+            f"(confirmed {slot['confirmed_flush_lsn']}, "
+            f"max {cdc.settings.CDC['MAX_SLOT_LAG_BYTES']} B)"
+        )
+
+    def report(self, verb, done):
+        for what, changed in done.items():
+            self.stdout.write(f"{what}: {verb if changed else 'unchanged'}")
