@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
 from django.db import connection
 
 from relay.events import CONTENT_TYPE
@@ -44,7 +44,7 @@ def cdc_enabled() -> bool:
 def refuse_poll_relay() -> None:
     """Stop run_relay in cdc mode: two relays would publish every event twice."""
     if cdc_enabled():
-        raise ImproperlyConfigured(
+        raise CommandError(
             "OUTBOX_RELAY=cdc: Debezium publishes the outbox, so run_relay must not "
             "run. Switch back with `manage.py outbox_cdc handover-to-poll` and "
             "OUTBOX_RELAY=poll (see README, Change data capture)."

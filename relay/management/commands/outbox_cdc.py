@@ -2,25 +2,39 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from relay import cdc
+from relay import cdc, handover
 
 
 class Command(BaseCommand):
     help = (
         "Change data capture with Debezium: print the connector configuration, show "
-        "its state and the slot's lag, create or drop the publication and slot."
+        "its state and the slot's lag, create or drop the publication and slot, "
+        "hand the outbox over between run_relay and the connector (README)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "action",
-            choices=["config", "status", "setup", "teardown"],
+            choices=[
+                "config",
+                "status",
+                "setup",
+                "teardown",
+                "handover-to-cdc",
+                "handover-to-poll",
+            ],
         )
         parser.add_argument(
             "--connect-url", help="Kafka Connect's REST API (default CDC_CONNECT_URL)."
         )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=300,
+            help="handover-to-cdc: seconds to wait for run_relay to drain.",
+        )
 
-    def handle(self, *args, action, connect_url=None, **options):
+    def handle(self, *args, action, connect_url=None, timeout=300, **options):
         try:
             if action == "config":
                 self.config()
@@ -28,8 +42,12 @@ class Command(BaseCommand):
                 self.status(connect_url)
             elif action == "setup":
                 self.report("created", cdc.cdc_setup())
-            else:
+            elif action == "teardown":
                 self.report("dropped", cdc.cdc_teardown())
+            elif action == "handover-to-cdc":
+                self.handover_to_cdc(timeout)
+            else:
+                self.handover_to_poll()
         except cdc.CDCError as exc:
             raise CommandError(str(exc)) from None
 
@@ -66,3 +84,18 @@ class Command(BaseCommand):
     def report(self, verb, done):
         for what, changed in done.items():
             self.stdout.write(f"{what}: {verb if changed else 'unchanged'}")
+
+    def handover_to_cdc(self, timeout):
+        cdc.cdc_setup()
+        seq = handover.wait_polled_before_slot(timeout=timeout)
+        self.stdout.write(
+            f"every row committed before slot {cdc.slot_name()} is published (seq <= "
+            f"{seq}): stop run_relay, set OUTBOX_RELAY=cdc, register the connector"
+        )
+
+    def handover_to_poll(self):
+        result = handover.handover_to_poll()
+        self.stdout.write(
+            f"marked {result.marked} rows delivered by the connector as published; "
+            f"{result.left} left pending for run_relay"
+        )
