@@ -45,6 +45,7 @@ def book(client, doctor, slot: str, **headers):
 def test_connector_record_matches_run_relay_record_field_by_field(
     patient_client, doctor, kafka, cdc_topic, connector
 ):
+    cdc.cdc_setup()  # the slot first: it captures both bookings
     traced = book(patient_client, doctor, "10:00", HTTP_TRACEPARENT=TRACEPARENT)
     untraced = book(patient_client, doctor, "11:00")
     assert run_relay_once() == 2
