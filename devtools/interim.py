@@ -141,7 +141,7 @@ def _probe(ready) -> bool:
 
 def kafka_jars() -> Path:
     return maven.jars(
-        maven.CACHE / f"kafka-{KAFKA_VERSION}",
+        maven.CACHE / f"kafka-{KAFKA_VERSION}" / "libs",
         [
             f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
             f"org.apache.logging.log4j:log4j-slf4j-impl:{LOG4J_VERSION}",
