@@ -230,14 +230,35 @@ def cdc_health() -> dict:
     }
 
 
+def _connect(url: str | None, path: str, method: str = "GET", body=None):
+    base = (url or settings.CDC["CONNECT_URL"]).rstrip("/")
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read()
+    return json.loads(text) if text else None
+
+
+def connector_register(url: str | None = None) -> dict:
+    """Create or update the connector through Connect's REST API."""
+    name = settings.CDC["CONNECTOR_NAME"]
+    try:
+        return _connect(url, f"/connectors/{name}/config", "PUT", connector_config())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:500]
+        raise CDCError(
+            f"Kafka Connect refused connector {name}: {exc.code} {detail}"
+        ) from None
+    except OSError as exc:
+        raise CDCError(f"Kafka Connect unreachable: {exc}") from None
+
+
 def connector_status(url: str | None = None) -> dict:
     """The connector's state from the Connect REST API (``{"error": ...}`` if none)."""
-    base = (url or settings.CDC["CONNECT_URL"]).rstrip("/")
-    path = f"{base}/connectors/{settings.CDC['CONNECTOR_NAME']}/status"
     try:
-        with urllib.request.urlopen(path, timeout=5) as resp:
-            return json.loads(resp.read())
+        return _connect(url, f"/connectors/{settings.CDC['CONNECTOR_NAME']}/status")
     except urllib.error.HTTPError as exc:
         return {"error": f"{exc.code} {exc.read().decode(errors='replace')[:200]}"}
     except (OSError, ValueError) as exc:
-        return {"error": f"Kafka Connect unreachable at {base}: {exc}"}
+        return {"error": f"Kafka Connect unreachable: {exc}"}

@@ -112,7 +112,7 @@ class Connector:
 
     def start(self, worker: ConnectWorker | None = None) -> "Connector":
         self.worker = worker or self.worker
-        self.worker.put_connector(self.name, cdc.connector_config())
+        cdc.connector_register(self.worker.url)  # as `outbox_cdc register` does
         self.worker.wait_running(self.name)
         return self
 

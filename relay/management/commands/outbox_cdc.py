@@ -7,7 +7,7 @@ from relay import cdc, handover
 
 class Command(BaseCommand):
     help = (
-        "Change data capture with Debezium: print the connector configuration, show "
+        "Change data capture with Debezium: print or register the connector, show "
         "its state and the slot's lag, create or drop the publication and slot, "
         "hand the outbox over between run_relay and the connector (README)."
     )
@@ -17,6 +17,7 @@ class Command(BaseCommand):
             "action",
             choices=[
                 "config",
+                "register",
                 "status",
                 "setup",
                 "teardown",
@@ -38,6 +39,11 @@ class Command(BaseCommand):
         try:
             if action == "config":
                 self.config()
+            elif action == "register":
+                cdc.connector_register(connect_url)
+                self.stdout.write(
+                    f"connector {cdc.settings.CDC['CONNECTOR_NAME']}: registered"
+                )
             elif action == "status":
                 self.status(connect_url)
             elif action == "setup":
