@@ -87,7 +87,11 @@ def connector_config() -> dict:
         "tombstones.on.delete": "false",
         # no __debezium.context.* headers: the record carries what run_relay's does
         "extended.headers.enabled": "false",
+        # heartbeats move the slot on while other tables write WAL and the outbox not
         "heartbeat.interval.ms": str(cdc["HEARTBEAT_MS"]),
+        # topics Connect may create (the heartbeat topic; the app creates its own)
+        "topic.creation.default.partitions": "1",
+        "topic.creation.default.replication.factor": "-1",
         "key.converter": STRING,
         "value.converter": STRING,
         "header.converter": "org.apache.kafka.connect.storage.SimpleHeaderConverter",
