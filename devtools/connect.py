@@ -8,8 +8,11 @@ that ``manage.py outbox_cdc config`` prints, as it would be in production.
 
 import json
 import os
+import subprocess
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from devtools.interim import (
 )
 
 DEBEZIUM_VERSION = "3.6.1.Final"
+ROOT = Path(__file__).resolve().parent.parent
 
 WORKER = """bootstrap.servers={brokers}
 listeners=http://127.0.0.1:{port}
@@ -177,3 +181,71 @@ class ConnectWorker:
 
     def rss_mb(self) -> float:
         return self.process.rss_mb() if self.process else 0.0
+
+
+# -- `make run BROKER=kafka RELAY=cdc` (called by scripts/devrun.py) --------------
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/healthcare_cdc"
+
+
+class CDCUnavailable(RuntimeError):
+    """What is missing for CDC under `make run`, said plainly."""
+
+
+def devrun_database_url(env: dict) -> str:
+    """DATABASE_URL if set (it must be PostgreSQL), else a local database of its own."""
+    url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise CDCUnavailable(
+            f"RELAY=cdc needs PostgreSQL; DATABASE_URL is {url.split(':', 1)[0]}"
+        )
+    return url
+
+
+def devrun_prepare_database(url: str) -> None:
+    """Check the server and wal_level=logical; create the database if it is missing."""
+    import psycopg
+    from psycopg import sql
+
+    parsed = urllib.parse.urlparse(url)
+    name = parsed.path.lstrip("/")
+    server = parsed._replace(path="/postgres").geturl()
+    try:
+        with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+            (level,) = conn.execute("SHOW wal_level").fetchone()
+            if level != "logical":
+                raise CDCUnavailable(
+                    f"PostgreSQL at {parsed.hostname}:{parsed.port or 5432} has "
+                    f"wal_level={level}; CDC needs logical: ALTER SYSTEM SET "
+                    "wal_level = logical, then restart PostgreSQL"
+                )
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        raise CDCUnavailable(
+            f"RELAY=cdc needs PostgreSQL, none answers at {parsed.hostname}:"
+            f"{parsed.port or 5432} ({str(exc).strip().splitlines()[-1].strip()}); start one "
+            "or set DATABASE_URL"
+        ) from None
+
+
+def devrun_connect(brokers: str, env: dict, directory: Path) -> ConnectWorker:
+    """Start a worker, create the slot and register the connector (env: the app's)."""
+    worker = ConnectWorker(directory, brokers).start()
+    manage_env = env | {"CDC_CONNECT_URL": worker.url}
+    try:
+        for action in ("setup", "register"):
+            subprocess.run(
+                [sys.executable, "manage.py", "outbox_cdc", action],
+                cwd=ROOT,
+                env=manage_env,
+                check=True,
+            )
+        worker.wait_running(env.get("CDC_CONNECTOR_NAME", "healthcare-outbox"))
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
