@@ -225,10 +225,10 @@ def devrun_prepare_database(url: str) -> None:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.OperationalError as exc:
+        why = str(exc).strip().splitlines()[-1].strip()
         raise CDCUnavailable(
             f"RELAY=cdc needs PostgreSQL, none answers at {parsed.hostname}:"
-            f"{parsed.port or 5432} ({str(exc).strip().splitlines()[-1].strip()}); start one "
-            "or set DATABASE_URL"
+            f"{parsed.port or 5432} ({why}); start one or set DATABASE_URL"
         ) from None
 
 
