@@ -226,6 +226,8 @@ CDC = {
     "DATABASE_HOST": env_str("CDC_DATABASE_HOST"),
     "DATABASE_PORT": env_int("CDC_DATABASE_PORT", 0, minimum=0),
     "HEARTBEAT_MS": env_int("CDC_HEARTBEAT_MS", 10_000, minimum=0),
+    # How long Debezium waits to fill a batch (its default, 500, is a latency floor).
+    "POLL_INTERVAL_MS": env_int("CDC_POLL_INTERVAL_MS", 50, minimum=1),
     # /readyz fails when the slot holds more WAL than this for the connector.
     "MAX_SLOT_LAG_BYTES": env_int("CDC_MAX_SLOT_LAG_BYTES", 1 << 30, minimum=1),
 }

@@ -89,6 +89,7 @@ def connector_config() -> dict:
         "extended.headers.enabled": "false",
         # heartbeats move the slot on while other tables write WAL and the outbox not
         "heartbeat.interval.ms": str(cdc["HEARTBEAT_MS"]),
+        "poll.interval.ms": str(cdc["POLL_INTERVAL_MS"]),
         # topics Connect may create (the heartbeat topic; the app creates its own)
         "topic.creation.default.partitions": "1",
         "topic.creation.default.replication.factor": "-1",
