@@ -221,6 +221,28 @@ OUTBOX = {
     "TRANSACTIONAL_ID": env_str("OUTBOX_TRANSACTIONAL_ID"),
 }
 
+# Change data capture: Debezium's outbox event router instead of run_relay.
+# OUTBOX_RELAY=cdc: rows stay in the table (retention removes them by age) and
+# run_relay refuses to start; `manage.py outbox_cdc` configures the connector.
+OUTBOX_RELAY = env_choice("OUTBOX_RELAY", "poll", ("poll", "cdc"))
+CDC = {
+    # Slots are per cluster, publications per database (default: one per database).
+    "SLOT_NAME": env_str("CDC_SLOT_NAME"),
+    "PUBLICATION": env_str("CDC_PUBLICATION", "healthcare_outbox"),
+    "CONNECTOR_NAME": env_str("CDC_CONNECTOR_NAME", "healthcare-outbox"),
+    "CONNECT_URL": env_str("CDC_CONNECT_URL", "http://127.0.0.1:8083"),
+    # Debezium's topic.prefix: names its heartbeat topic and its offsets.
+    "TOPIC_PREFIX": env_str("CDC_TOPIC_PREFIX", "healthcare"),
+    # The database as the Connect worker reaches it (default: DATABASE_URL's).
+    "DATABASE_HOST": env_str("CDC_DATABASE_HOST"),
+    "DATABASE_PORT": env_int("CDC_DATABASE_PORT", 0, minimum=0),
+    "HEARTBEAT_MS": env_int("CDC_HEARTBEAT_MS", 10_000, minimum=0),
+    # How long Debezium waits to fill a batch (its default, 500, is a latency floor).
+    "POLL_INTERVAL_MS": env_int("CDC_POLL_INTERVAL_MS", 50, minimum=1),
+    # /readyz fails when the slot holds more WAL than this for the connector.
+    "MAX_SLOT_LAG_BYTES": env_int("CDC_MAX_SLOT_LAG_BYTES", 1 << 30, minimum=1),
+}
+
 # Notification consumer.
 CONSUMER = {
     "GROUP": env_str("CONSUMER_GROUP", "notification-service-group"),

@@ -11,6 +11,8 @@ from django.db import connection
 from relay.models import BUCKETS, OutboxEvent, uuid7
 
 NOTIFY_CHANNEL = "healthcare_outbox"
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,13 @@ def bucket_for(key: str) -> int:
 
 def cloudevent_headers(event: Event) -> dict[str, str]:
     headers = {
-        "ce_specversion": "1.0",
+        "ce_specversion": SPECVERSION,
         "ce_id": str(event.event_id),
         "ce_source": event.source,
         "ce_type": event.type,
         "ce_time": event.time.isoformat().replace("+00:00", "Z"),
         "ce_subject": event.subject or event.aggregateid,
-        "content-type": "application/json",
+        "content-type": CONTENT_TYPE,
     }
     if event.traceparent:
         headers["traceparent"] = event.traceparent
@@ -57,6 +59,7 @@ def cloudevent_headers(event: Event) -> dict[str, str]:
 
 def outbox_row(event: Event) -> OutboxEvent:
     """The (unsaved) outbox row for an event."""
+    headers = cloudevent_headers(event)
     return OutboxEvent(
         event_id=event.event_id,
         aggregatetype=event.aggregatetype,
@@ -65,7 +68,12 @@ def outbox_row(event: Event) -> OutboxEvent:
         topic=topic_for(event.aggregatetype),
         key=event.aggregateid,
         payload=event.data,
-        headers=cloudevent_headers(event),
+        headers=headers,
+        ce_specversion=headers["ce_specversion"],
+        ce_source=headers["ce_source"],
+        ce_subject=headers["ce_subject"],
+        ce_time=headers["ce_time"],
+        traceparent=headers.get("traceparent"),
         bucket=bucket_for(event.aggregateid),
         created_at=event.time,
     )
@@ -91,7 +99,7 @@ def enqueue_many(events: list[Event]) -> list[OutboxEvent]:
         rows[0].save(force_insert=True)
     else:
         OutboxEvent.objects.bulk_create(rows, batch_size=1000)
-    # On PostgreSQL the insert's trigger (migration relay 0003) wakes the relays.
+    # On PostgreSQL the insert's trigger (migration relay 0004) wakes the relays.
     return rows
 
 

@@ -40,8 +40,9 @@ class OutboxEvent(models.Model):
 
     The columns ``id`` (the event UUID), ``aggregatetype``, ``aggregateid``, ``type``
     and ``payload`` follow Debezium's outbox layout, so Debezium's outbox event router
-    can read this table instead of the polling relay. ``seq`` gives the commit order
-    per key (the services lock the aggregate row before they enqueue).
+    can read this table instead of the polling relay (``relay.cdc``). ``seq`` gives
+    the commit order per key (the services lock the aggregate row before they
+    enqueue).
     """
 
     seq = models.BigAutoField(primary_key=True)
@@ -53,6 +54,15 @@ class OutboxEvent(models.Model):
     key = models.CharField(max_length=255)
     payload = models.JSONField()
     headers = models.JSONField(default=dict)
+    # The CloudEvents attributes that are not already columns, as plain text, for
+    # Debezium's outbox event router (it places columns as headers; it cannot
+    # explode ``headers``). run_relay sends ``headers``; both hold the same values.
+    # Database defaults, so that code from before these columns can still insert.
+    ce_specversion = models.CharField(max_length=8, blank=True, db_default="1.0")
+    ce_source = models.CharField(max_length=255, blank=True, db_default="")
+    ce_subject = models.CharField(max_length=255, blank=True, db_default="")
+    ce_time = models.CharField(max_length=40, blank=True, db_default="")
+    traceparent = models.CharField(max_length=55, null=True, blank=True)
     bucket = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)

@@ -17,6 +17,9 @@ def outbox_purgeable(*, older_than: float | None = None):
     """Published rows past the retention period (``older_than`` seconds, default setting)."""
     seconds = settings.OUTBOX["RETENTION_S"] if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=seconds)
+    if settings.OUTBOX_RELAY == "cdc":
+        # Debezium read the rows from the WAL; nothing marks them: age alone decides.
+        return OutboxEvent.objects.filter(created_at__lt=cutoff)
     # created_at bounds the scan by its index; a row is published after it is created.
     return OutboxEvent.objects.filter(created_at__lt=cutoff, published_at__lt=cutoff)
 
@@ -34,9 +37,9 @@ def outbox_purge_batch(
         )
         if not seqs:
             return 0
-        deleted, _ = OutboxEvent.objects.filter(
-            seq__in=seqs, published_at__isnull=False
-        ).delete()
+        deleted, _ = (
+            outbox_purgeable(older_than=older_than).filter(seq__in=seqs).delete()
+        )
     return deleted
 
 

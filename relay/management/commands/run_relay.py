@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from relay.cdc import refuse_poll_relay
 from relay.worker import Relay
 
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         once=False,
         **options,
     ):
+        refuse_poll_relay()
         if shards is not None and shards < 1:
             self.stderr.write("--shards must be at least 1")
             raise SystemExit(2)

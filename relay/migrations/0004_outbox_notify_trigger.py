@@ -33,6 +33,6 @@ def _on_postgresql(sql):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("relay", "0002_buckets_and_leases")]
+    dependencies = [("relay", "0003_cloudevent_columns")]
 
     operations = [migrations.RunPython(_on_postgresql(CREATE), _on_postgresql(DROP))]
