@@ -13,6 +13,7 @@ from messaging import deadletter
 from messaging.config import OpsError
 from messaging.tail import dead_letters
 from monitoring.selectors import event_timelines, failing_events, pipeline_figures
+from relay.cdc import cdc_health
 from relay.models import OutboxEvent
 from relay.replay import outbox_republish
 
@@ -55,6 +56,7 @@ def pipeline_view(request):
         **admin.site.each_context(request),
         "title": "Event pipeline",
         "figures": pipeline_figures(),
+        "cdc": cdc_health(),
         "failing": failing_events(),
         "dead_letters": dead_letter_summary(),
         "timelines": event_timelines(search=search),
