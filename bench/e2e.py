@@ -232,13 +232,29 @@ def stages(appointments: list[str]) -> tuple[list[float], list[float]]:
     return relay_ms, consumer_ms
 
 
+def _quick(module) -> int:
+    sys.argv.append("--quick")
+    return module.main()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--seconds", type=float, default=10, help="per rate (default 10)"
     )
     parser.add_argument("--quick", action="store_true", help="3 seconds per rate")
+    parser.add_argument(
+        "--relay",
+        choices=["poll", "cdc"],
+        default="poll",
+        help="cdc: run_relay and Debezium side by side on Apache Kafka (bench/e2e_cdc.py)",
+    )
     args = parser.parse_args()
+    if args.relay == "cdc":
+        import e2e_cdc
+
+        sys.argv = [e2e_cdc.__file__, "--seconds", str(args.seconds)]
+        return e2e_cdc.main() if not args.quick else _quick(e2e_cdc)
     seconds = 3 if args.quick else args.seconds
 
     recreate_database()
