@@ -232,11 +232,6 @@ def stages(appointments: list[str]) -> tuple[list[float], list[float]]:
     return relay_ms, consumer_ms
 
 
-def _quick(module) -> int:
-    sys.argv.append("--quick")
-    return module.main()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -253,8 +248,9 @@ def main() -> int:
     if args.relay == "cdc":
         import e2e_cdc
 
-        sys.argv = [e2e_cdc.__file__, "--seconds", str(args.seconds)]
-        return e2e_cdc.main() if not args.quick else _quick(e2e_cdc)
+        pace = ["--quick"] if args.quick else ["--seconds", str(args.seconds)]
+        sys.argv = [e2e_cdc.__file__, *pace]
+        return e2e_cdc.main()
     seconds = 3 if args.quick else args.seconds
 
     recreate_database()
