@@ -32,11 +32,17 @@ from appointments.models import (
     minutes_of,
     overlaps,
 )
+from audit.models import AuditEntry
+from audit.trail import audit_record
 from healthcare.errors import ApplicationError, Conflict, Forbidden, NotFound
 from relay.events import enqueue
 
 SLOT_TAKEN = "This slot is already booked; choose another one."
 PATIENT_BUSY = "You already have an appointment at that time."
+TOO_MANY = (
+    "You already have {limit} upcoming appointments, the most allowed "
+    "(MAX_ACTIVE_APPOINTMENTS_PER_PATIENT); cancel one to book another."
+)
 
 
 # -- patients --------------------------------------------------------------------
@@ -153,6 +159,16 @@ def _check_free(
         raise Conflict(PATIENT_BUSY, field="timeSlot")
 
 
+def _check_quota(patient) -> None:
+    """A patient holds at most MAX_ACTIVE_APPOINTMENTS_PER_PATIENT upcoming bookings."""
+    limit = settings.MAX_ACTIVE_APPOINTMENTS_PER_PATIENT
+    upcoming = Appointment.objects.active().filter(
+        patient=patient, date__gte=timezone.localdate()
+    )
+    if upcoming.count() >= limit:
+        raise Conflict(TOO_MANY.format(limit=limit), extra={"limit": limit})
+
+
 def _lock_patient(patient) -> None:
     """Serialise one patient's bookings, so that two overlapping ones cannot both pass."""
     get_user_model().objects.select_for_update().filter(pk=patient.pk).exists()
@@ -182,6 +198,17 @@ def _emit(
     )
 
 
+def _audit(action: str, appointment: Appointment, *, by, role: str) -> None:
+    """The change's audit entry, in the change's transaction."""
+    audit_record(
+        action=action,
+        record_type="appointment",
+        record_ids=[appointment.pk],
+        actor=by,
+        role=role,
+    )
+
+
 # -- use cases -----------------------------------------------------------------------
 
 
@@ -203,6 +230,7 @@ def appointment_book(
     try:
         with transaction.atomic():
             _lock_patient(patient)
+            _check_quota(patient)
             _check_free(doctor=doctor, patient=patient, day=date, time_slot=time_slot)
             appointment = Appointment.objects.create(
                 patient=patient,
@@ -212,6 +240,7 @@ def appointment_book(
                 reason=reason,
             )
             _emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
+            _audit(AuditEntry.Action.BOOKED, appointment, by=patient, role="patient")
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     return appointment
@@ -271,6 +300,7 @@ def appointment_reschedule(
                 extra=previous | {"rescheduledBy": role},
                 traceparent=traceparent,
             )
+            _audit(AuditEntry.Action.RESCHEDULED, appointment, by=by, role=role)
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     return appointment
@@ -290,6 +320,7 @@ def appointment_cancel(
         extra={"cancelledBy": role},
         traceparent=traceparent,
     )
+    _audit(AuditEntry.Action.CANCELLED, appointment, by=by, role=role)
     return appointment
 
 
@@ -304,9 +335,11 @@ def appointment_complete(
 ) -> Appointment:
     """Mark an appointment that has started as completed (its doctor or staff)."""
     appointment = _locked(appointment)
-    _require_clinician(_role(by, appointment), "complete")
+    role = _role(by, appointment)
+    _require_clinician(role, "complete")
     appointment.complete()
     _emit(APPOINTMENT_COMPLETED, appointment, traceparent=traceparent)
+    _audit(AuditEntry.Action.COMPLETED, appointment, by=by, role=role)
     return appointment
 
 
@@ -316,7 +349,9 @@ def appointment_mark_no_show(
 ) -> Appointment:
     """Record that the patient did not come (its doctor or staff, once the slot started)."""
     appointment = _locked(appointment)
-    _require_clinician(_role(by, appointment), "mark no-show")
+    role = _role(by, appointment)
+    _require_clinician(role, "mark no-show")
     appointment.mark_no_show()
     _emit(APPOINTMENT_NO_SHOW, appointment, traceparent=traceparent)
+    _audit(AuditEntry.Action.NO_SHOW, appointment, by=by, role=role)
     return appointment

@@ -5,13 +5,14 @@ malformed value stops start-up with a message naming the variable.
 """
 
 import hashlib
-import re
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core.keys import env_fallback_keys, env_key
+from core.rates import env_rate
 from healthcare.env import (
     env_bool,
     env_brokers,
@@ -28,16 +29,13 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 DEMO_MODE = env_bool("DEMO_MODE", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 # No DATABASE_URL means the embedded SQLite file: a developer's machine, not production.
+# Anywhere else the keys are required, whatever DEMO_MODE or DJANGO_DEBUG say.
 LOCAL_DEV = not env_str("DATABASE_URL")
-if not SECRET_KEY:
-    if not (DEBUG or DEMO_MODE or LOCAL_DEV):
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set (required with a DATABASE_URL, "
-            "unless DJANGO_DEBUG=1 or DEMO_MODE=1)."
-        )
-    SECRET_KEY = "insecure-dev-only-key-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()
+SECRET_KEY = env_key(
+    "DJANGO_SECRET_KEY", local=LOCAL_DEV, dev_file=VAR_DIR / "secret_key"
+)
+SECRET_KEY_FALLBACKS = env_fallback_keys("DJANGO_SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 INSTALLED_APPS = [
@@ -48,7 +46,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "core",
+    "audit",
     "relay",
     "appointments",
     "notifications",
@@ -57,6 +60,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Request ids first, so every response (redirects included) carries one.
     "healthcare.middleware.RequestIdMiddleware",
+    # Before anything reads a body: a large one answers 413 unread.
+    "core.limits.RequestBodyLimitMiddleware",
+    "core.request_context.RequestContextMiddleware",
+    "core.csp.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files under gunicorn.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -66,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out login into a 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "healthcare.urls"
@@ -141,19 +150,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "healthcare.api.Pagination",
 }
 
-SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(
-        minutes=env_int("JWT_ACCESS_MINUTES", 30, minimum=1)
-    ),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
-}
-
 SPECTACULAR_SETTINGS = {
     "TITLE": "Healthcare appointments API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI from the project's own static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Kafka: one place for every client's connection settings (see relay/kafka.py).
@@ -256,6 +262,10 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Implicit TLS (port 465); Django refuses it together with EMAIL_USE_TLS.
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be set.")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
 
 # -- Operations: request ids, metrics, health, static files, production security ----
@@ -289,12 +299,6 @@ if not DEBUG:
 # Appointments: booking rules and API limits.
 REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"] = "nonFieldErrors"  # camelCase like every other key
 BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 365, minimum=1)
-# Requests per client address to the auth endpoints (register, token, refresh).
-AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/minute")
-if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUTH_THROTTLE_RATE):
-    raise ImproperlyConfigured(
-        f"AUTH_THROTTLE_RATE={AUTH_THROTTLE_RATE!r} is not a rate like 20/minute."
-    )
 # Bench-only (bench/api.py): skip the outbox write to measure what it costs. Never set
 # it anywhere else: with it, appointment changes publish no events.
 OUTBOX_BENCH_DISABLE = env_bool("OUTBOX_BENCH_DISABLE", False)
@@ -308,3 +312,70 @@ NOTIFICATION_EMAIL = {
     "RETRY_SECONDS": env_int("NOTIFICATION_EMAIL_RETRY_SECONDS", 30, minimum=1),
     "POLL_INTERVAL_MS": env_int("NOTIFICATION_EMAIL_POLL_INTERVAL_MS", 1000, minimum=10),
 }
+
+# -- Security: client address, rate limits, lockout, tokens, body size, audit ---------
+# Proxies in front that append to X-Forwarded-For; 0: the socket address is the client.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Rate-limit counters (and Django's cache) live in Redis when this names one, else in
+# the project's database (core_rate_counter): shared by every process either way.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+        }
+    }
+elif CACHE_URL:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} is not a redis:// URL.")
+# Requests per client address to register, token, refresh and logout.
+AUTH_THROTTLE_RATE = env_rate("AUTH_THROTTLE_RATE", "20/minute")
+# Booking changes (book, reschedule, cancel, complete, no-show) per user.
+BOOKING_THROTTLE_RATE = env_rate("BOOKING_THROTTLE_RATE", "30/minute")
+# Admin login POSTs per client address.
+ADMIN_LOGIN_THROTTLE_RATE = env_rate("ADMIN_LOGIN_THROTTLE_RATE", "10/minute")
+MAX_ACTIVE_APPOINTMENTS_PER_PATIENT = env_int(
+    "MAX_ACTIVE_APPOINTMENTS_PER_PATIENT", 8, minimum=1
+)
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+# Lockout (django-axes): failed logins of one username from one address, on the API
+# and the admin; a stranger elsewhere cannot lock the account's owner out.
+AUTHENTICATION_BACKENDS = [
+    "core.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_duration("LOGIN_LOCKOUT", "15m"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+
+# JWT: their own key (not SECRET_KEY); the previous one verifies during a rotation.
+JWT_SIGNING_KEY = env_key(
+    "JWT_SIGNING_KEY", local=LOCAL_DEV, dev_file=VAR_DIR / "jwt_key"
+)
+# Set it for one refresh lifetime after changing JWT_SIGNING_KEY, then remove it.
+JWT_PREVIOUS_SIGNING_KEY = "".join(env_fallback_keys("JWT_PREVIOUS_SIGNING_KEY")[:1])
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1, maximum=60)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        days=env_int("JWT_REFRESH_DAYS", 1, minimum=1, maximum=30)
+    ),
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "CHECK_REVOKE_TOKEN": True,
+    "AUTH_TOKEN_CLASSES": ("core.tokens.AccessToken",),
+    "TOKEN_OBTAIN_SERIALIZER": "core.tokens.TokenPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "core.tokens.TokenRotateSerializer",
+}
+
+# The audit trail (audit/): kept this long, then deleted by audit_purge.
+AUDIT_RETENTION_S = env_duration("AUDIT_RETENTION", "2192d")  # 6 years

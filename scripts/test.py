@@ -29,7 +29,8 @@ def run(label: str, database_url: str, extra: list[str]) -> int:
     env.update(
         {
             "DATABASE_URL": database_url,
-            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-and-django",
+            "JWT_SIGNING_KEY": "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
             "DJANGO_DEBUG": "0",
             "DEMO_MODE": "0",
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
