@@ -88,6 +88,14 @@ def _current_user(payload) -> object:
 class TokenPairSerializer(TokenObtainPairSerializer):
     token_class = RefreshToken
 
+    def validate(self, attrs):
+        # Authenticate with Django's request, not DRF's wrapper: the lockout
+        # (django-axes) marks it, and its middleware turns the mark into a 429.
+        request = self.context.get("request")
+        if request is not None:
+            self.context["request"] = getattr(request, "_request", request)
+        return super().validate(attrs)
+
 
 class TokenRotateSerializer(TokenRefreshSerializer):
     """Refresh: check the user first (a 401, never a 500), then rotate."""
