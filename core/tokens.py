@@ -88,6 +88,14 @@ def _current_user(payload) -> object:
 class TokenPairSerializer(TokenObtainPairSerializer):
     token_class = RefreshToken
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # No longer than a username can be: the lockout records the name it was given.
+        longest = get_user_model()._meta.get_field(self.username_field).max_length
+        self.fields[self.username_field] = serializers.CharField(
+            write_only=True, max_length=longest
+        )
+
     def validate(self, attrs):
         # Authenticate with Django's request, not DRF's wrapper: the lockout
         # (django-axes) marks it, and its middleware turns the mark into a 429.
