@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from audit.admin_mixins import AuditedAdmin
 from notifications.models import EmailDelivery, Notification, ProcessedEvent
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(AuditedAdmin):
+    audit_record_type = "notification"
     list_display = ["id", "recipient", "event_type", "appointment_id", "created_at", "read_at"]
     list_filter = ["event_type", ("read_at", admin.EmptyFieldListFilter)]
     search_fields = ["=appointment_id", "=event_id", "recipient__username"]

@@ -2,6 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.trail import audit_command
 from notifications.dlq import DeadLetterReplay, ReplayFailed, replay_group
 
 
@@ -72,4 +73,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"skipped {report.skipped} without a dlq_original_topic header"
             )
+        audit_command(
+            action="replayed",
+            record_type="dead_letter",
+            record_ids=[f"{r.partition}@{r.offset}" for r in records],
+        )
         self.stdout.write(f"replayed {report.replayed} dead letter(s)")
