@@ -187,6 +187,9 @@ KAFKA = {
     "SESSION_TIMEOUT_MS": env_int("KAFKA_SESSION_TIMEOUT_MS", 45_000, minimum=1000),
     "FETCH_WAIT_MAX_MS": env_int("KAFKA_FETCH_WAIT_MAX_MS", 500, minimum=0),
     "MESSAGE_TIMEOUT_MS": env_int("KAFKA_MESSAGE_TIMEOUT_MS", 30_000, minimum=1000),
+    # retention.ms of the topics the project creates (events, and the dead letters).
+    "TOPIC_RETENTION_MS": int(env_duration("KAFKA_TOPIC_RETENTION", "7d") * 1000),
+    "DLQ_RETENTION_MS": int(env_duration("KAFKA_DLQ_RETENTION", "30d") * 1000),
 }
 if KAFKA["SECURITY_PROTOCOL"].startswith("SASL") and not KAFKA["SASL_USERNAME"]:
     raise ImproperlyConfigured(
