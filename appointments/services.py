@@ -256,8 +256,11 @@ def _locked(appointment: Appointment) -> Appointment:
 
 
 def _role(user, appointment: Appointment) -> str:
-    """How ``user`` relates to the appointment: staff, doctor or patient."""
-    if user.is_staff:
+    """How ``user`` relates to the appointment: staff, doctor or patient.
+
+    Staff act as staff only with the model permission, not by ``is_staff`` alone.
+    """
+    if user.is_staff and user.has_perm("appointments.change_appointment"):
         return "staff"
     if appointment.doctor.user_id == user.pk:
         return "doctor"

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from confluent_kafka import KafkaException
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -22,6 +23,7 @@ from django.views.decorators.http import require_http_methods
 from notifications.models import Notification, ProcessedEvent
 from relay import ops
 from relay.models import OutboxEvent
+from audit.trail import audit_record
 from relay.replay import outbox_republish
 
 logger = logging.getLogger(__name__)
@@ -222,7 +224,11 @@ def _republish(request):
     if not seqs:
         messages.warning(request, "Select at least one event to republish.")
         return redirect("admin-pipeline")
-    count = outbox_republish(events=OutboxEvent.objects.filter(seq__in=seqs))
+    with transaction.atomic():  # the republish and its audit entry, or neither
+        count = outbox_republish(events=OutboxEvent.objects.filter(seq__in=seqs))
+        audit_record(
+            action="republished", record_type="outbox", record_ids=seqs, actor=request.user
+        )
     logger.info("pipeline: %d events republished by user %s", count, request.user.pk)
     if count:
         messages.success(

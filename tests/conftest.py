@@ -222,7 +222,16 @@ def other_patient(make_user):
 
 @pytest.fixture
 def staff(make_user):
-    return make_user("clinic-staff", is_staff=True)
+    """Clinic staff: is_staff and the appointment permissions the API asks for."""
+    from django.contrib.auth.models import Permission
+
+    user = make_user("clinic-staff", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_appointment", "change_appointment"]
+        )
+    )
+    return user
 
 
 @pytest.fixture
