@@ -315,6 +315,19 @@ NOTIFICATION_EMAIL = {
     "RETRY_SECONDS": env_int("NOTIFICATION_EMAIL_RETRY_SECONDS", 30, minimum=1),
     "POLL_INTERVAL_MS": env_int("NOTIFICATION_EMAIL_POLL_INTERVAL_MS", 1000, minimum=10),
 }
+# How long the notification side keeps its rows (notifications_purge deletes older).
+NOTIFICATION_RETENTION = {
+    "NOTIFICATIONS_S": env_duration("NOTIFICATION_RETENTION", "365d"),
+    "EMAIL_DELIVERIES_S": env_duration("EMAIL_DELIVERY_RETENTION", "90d"),
+    # At least the topic's retention: a replay of any record still in the topic must
+    # find its inbox row, or it would notify twice.
+    "INBOX_S": env_duration("INBOX_RETENTION", "30d"),
+}
+if NOTIFICATION_RETENTION["INBOX_S"] * 1000 < KAFKA["TOPIC_RETENTION_MS"]:
+    raise ImproperlyConfigured(
+        "INBOX_RETENTION must be at least KAFKA_TOPIC_RETENTION, or a replay of the "
+        "topic would notify twice."
+    )
 
 # -- Security: client address, rate limits, lockout, tokens, body size, audit ---------
 # Proxies in front that append to X-Forwarded-For; 0: the socket address is the client.

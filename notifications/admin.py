@@ -25,6 +25,10 @@ class ProcessedEventAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # A deleted inbox row lets a republished event notify twice.
+        return False
+
 
 @admin.register(EmailDelivery)
 class EmailDeliveryAdmin(admin.ModelAdmin):
@@ -33,7 +37,16 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
     list_display = ["notification", "status", "attempts", "next_attempt_at", "sent_at"]
     list_filter = ["status"]
     search_fields = ["=notification__id", "=notification__event_id"]
-    readonly_fields = ["notification", "sent_at", "created_at"]
+    # What the mailer recorded: read-only, so the history cannot be rewritten.
+    readonly_fields = [
+        "notification",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "sent_at",
+        "created_at",
+    ]
     fields = [
         "notification",
         "status",
