@@ -14,6 +14,7 @@ from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
+from core.metrics_access import may_see_details, probe_summary
 from relay import kafka
 
 _admins: dict[str, AdminClient] = {}
@@ -83,10 +84,11 @@ def healthz(request):
 
 
 @never_cache
+@probe_summary
 def readyz(request):
     checks = {"database": check_database(), "broker": check_broker()}
     progress = {}
-    if checks["database"]["ok"]:
+    if checks["database"]["ok"] and may_see_details(request):  # queries: trusted only
         try:
             progress = pipeline_health()
         except DatabaseError as exc:

@@ -22,6 +22,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from core.metrics_access import metrics_access
+
 logger = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
@@ -136,6 +138,7 @@ class PipelineCollector:
         yield appointments
 
 
+@metrics_access
 def metrics_view(request):
     """Prometheus text: HTTP metrics (of every gunicorn worker), then the pipeline's."""
     if settings.PROMETHEUS_MULTIPROC_DIR:

@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from core.keys import env_fallback_keys, env_key
+from core.metrics_access import env_networks
 from core.rates import env_rate
 from healthcare.env import (
     env_bool,
@@ -276,6 +277,12 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # filled by collectstatic in the
 
 # Set under gunicorn with several workers, so /metrics adds up every worker's counters.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+# /metrics and the details of /readyz: callers with this bearer token, or from these
+# networks (loopback by default; behind a proxy set TRUSTED_PROXY_COUNT too).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_networks(
+    "METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"
+)
 HEALTH = {
     "BROKER_TIMEOUT_S": env_int("HEALTH_BROKER_TIMEOUT_MS", 2000, minimum=100) / 1000,
     # /readyz flags the relay or consumer when they are this far behind.
