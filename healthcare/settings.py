@@ -283,6 +283,9 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_NETWORKS = env_networks(
     "METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"
 )
+# Where run_relay and run_consumer serve --metrics-port: loopback unless configured
+# (compose sets 0.0.0.0 inside its private network for Prometheus).
+METRICS_BIND_ADDRESS = env_str("METRICS_BIND_ADDRESS", "127.0.0.1")
 HEALTH = {
     "BROKER_TIMEOUT_S": env_int("HEALTH_BROKER_TIMEOUT_MS", 2000, minimum=100) / 1000,
     # /readyz flags the relay or consumer when they are this far behind.
