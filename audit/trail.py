@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
 from rest_framework.exceptions import APIException
 
@@ -44,8 +45,13 @@ def audit_record(
     actor=None,
     role: str = "",
     command: str = "",
-) -> AuditEntry:
-    """Append one entry; raise AuditUnavailable (503) when it cannot be written."""
+) -> AuditEntry | None:
+    """Append one entry; raise AuditUnavailable (503) when it cannot be written.
+
+    AUDIT_BENCH_DISABLE (bench/api.py only) skips the write to measure what it costs.
+    """
+    if settings.AUDIT_BENCH_DISABLE:
+        return None
     context = current_request()
     ids = [str(record_id) for record_id in record_ids]
     entry = AuditEntry(

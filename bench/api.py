@@ -80,7 +80,9 @@ def clear_bookings() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE appointments_appointment, relay_outboxevent")
+        cursor.execute(
+            "TRUNCATE appointments_appointment, relay_outboxevent, audit_entry"
+        )
         cursor.execute("VACUUM ANALYZE")
 
 
@@ -306,6 +308,7 @@ def main() -> int:
     variants = {
         "as built (outbox)": {},
         "outbox off (bench-only)": {"OUTBOX_BENCH_DISABLE": "1"},
+        "audit off (bench-only)": {"AUDIT_BENCH_DISABLE": "1"},
     }
     names = list(variants)
     runs: dict[str, list[dict]] = {name: [] for name in names}
@@ -324,9 +327,10 @@ def main() -> int:
 
     with_outbox = summarize(runs[names[0]], args.seconds)
     without = summarize(runs[names[1]], args.seconds)
+    no_audit = summarize(runs[names[2]], args.seconds)
     rows = [
         [name, s["requests"], s["rps"], s["spread"], s["p50"], s["p99"], s["errors"]]
-        for name, s in ((names[0], with_outbox), (names[1], without))
+        for name, s in zip(names, (with_outbox, without, no_audit))
     ]
     print_table(
         "POST /api/appointments (201s only; errors = any other answer)",
@@ -338,6 +342,8 @@ def main() -> int:
     print(
         f"\noutbox cost: {cost:.1f}% of throughput (with/without = {ratio:.3f}; target <= 10%)"
     )
+    audit_cost = (1 - with_outbox["rps"] / no_audit["rps"]) * 100
+    print(f"audit cost: {audit_cost:.1f}% of throughput (one insert per booking)")
     print_result(
         {
             "rps": round(with_outbox["rps"], 1),
@@ -345,10 +351,13 @@ def main() -> int:
             "p99_ms": round(with_outbox["p99"], 1),
             "p99_ms_without_outbox": round(without["p99"], 1),
             "outbox_cost_pct": round(cost, 1),
-            "errors": with_outbox["errors"] + without["errors"],
+            "rps_without_audit": round(no_audit["rps"], 1),
+            "audit_cost_pct": round(audit_cost, 1),
+            "errors": with_outbox["errors"] + without["errors"] + no_audit["errors"],
         }
     )
-    return 0 if with_outbox["errors"] + without["errors"] == 0 else 1
+    errors = with_outbox["errors"] + without["errors"] + no_audit["errors"]
+    return 0 if errors == 0 else 1
 
 
 if __name__ == "__main__":

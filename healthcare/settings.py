@@ -405,3 +405,5 @@ SIMPLE_JWT = {
 
 # The audit trail (audit/): kept this long, then deleted by audit_purge.
 AUDIT_RETENTION_S = env_duration("AUDIT_RETENTION", "2192d")  # 6 years
+# Bench-only (bench/api.py), like OUTBOX_BENCH_DISABLE: never set it anywhere else.
+AUDIT_BENCH_DISABLE = env_bool("AUDIT_BENCH_DISABLE", False)
