@@ -89,14 +89,14 @@ class TokenRefreshApi(TokenRefreshView):
 
 
 class LogoutApi(APIView):
+    # Not throttled: revoking a token must work even from a throttled address.
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [AuthRateThrottle]
 
     @extend_schema(
         operation_id="auth_logout",
         request=LogoutInput,
-        responses={204: None} | error_responses(400, 401, 429),
+        responses={204: None} | error_responses(400, 401),
         auth=[],
     )
     def post(self, request):

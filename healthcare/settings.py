@@ -354,7 +354,7 @@ if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
     }
 elif CACHE_URL:
     raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} is not a redis:// URL.")
-# Requests per client address to register, token, refresh and logout.
+# Requests per client address to register, token and refresh.
 AUTH_THROTTLE_RATE = env_rate("AUTH_THROTTLE_RATE", "20/minute")
 # Booking changes (book, reschedule, cancel, complete, no-show) per user.
 BOOKING_THROTTLE_RATE = env_rate("BOOKING_THROTTLE_RATE", "30/minute")
