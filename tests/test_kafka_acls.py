@@ -36,7 +36,14 @@ def bindings() -> dict[str, list[AclBinding]]:
 
 
 def test_every_client_has_a_principal_with_bindings():
-    assert set(bindings()) == {"relay", "consumer", "dlq-replay", "ops", "connect"}
+    assert set(bindings()) == {
+        "relay",
+        "consumer",
+        "dlq-replay",
+        "ops",
+        "migrate",
+        "connect",
+    }
 
 
 def test_least_rights_only_the_writers_write_the_event_topic():
