@@ -33,7 +33,7 @@ from appointments.models import (
     overlaps,
 )
 from audit.models import AuditEntry
-from audit.trail import audit_record
+from audit.trail import audit_change
 from healthcare.errors import ApplicationError, Conflict, Forbidden, NotFound
 from relay.events import enqueue
 
@@ -198,17 +198,6 @@ def _emit(
     )
 
 
-def _audit(action: str, appointment: Appointment, *, by, role: str) -> None:
-    """The change's audit entry, in the change's transaction."""
-    audit_record(
-        action=action,
-        record_type="appointment",
-        record_ids=[appointment.pk],
-        actor=by,
-        role=role,
-    )
-
-
 # -- use cases -----------------------------------------------------------------------
 
 
@@ -240,7 +229,9 @@ def appointment_book(
                 reason=reason,
             )
             _emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
-            _audit(AuditEntry.Action.BOOKED, appointment, by=patient, role="patient")
+            audit_change(
+                AuditEntry.Action.BOOKED, appointment, by=patient, role="patient"
+            )
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     return appointment
@@ -256,10 +247,7 @@ def _locked(appointment: Appointment) -> Appointment:
 
 
 def _role(user, appointment: Appointment) -> str:
-    """How ``user`` relates to the appointment: staff, doctor or patient.
-
-    Staff act as staff only with the model permission, not by ``is_staff`` alone.
-    """
+    """How ``user`` relates to the appointment: staff (by permission), doctor, patient."""
     if user.is_staff and user.has_perm("appointments.change_appointment"):
         return "staff"
     if appointment.doctor.user_id == user.pk:
@@ -303,7 +291,7 @@ def appointment_reschedule(
                 extra=previous | {"rescheduledBy": role},
                 traceparent=traceparent,
             )
-            _audit(AuditEntry.Action.RESCHEDULED, appointment, by=by, role=role)
+            audit_change(AuditEntry.Action.RESCHEDULED, appointment, by=by, role=role)
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     return appointment
@@ -323,7 +311,7 @@ def appointment_cancel(
         extra={"cancelledBy": role},
         traceparent=traceparent,
     )
-    _audit(AuditEntry.Action.CANCELLED, appointment, by=by, role=role)
+    audit_change(AuditEntry.Action.CANCELLED, appointment, by=by, role=role)
     return appointment
 
 
@@ -342,7 +330,7 @@ def appointment_complete(
     _require_clinician(role, "complete")
     appointment.complete()
     _emit(APPOINTMENT_COMPLETED, appointment, traceparent=traceparent)
-    _audit(AuditEntry.Action.COMPLETED, appointment, by=by, role=role)
+    audit_change(AuditEntry.Action.COMPLETED, appointment, by=by, role=role)
     return appointment
 
 
@@ -356,5 +344,5 @@ def appointment_mark_no_show(
     _require_clinician(role, "mark no-show")
     appointment.mark_no_show()
     _emit(APPOINTMENT_NO_SHOW, appointment, traceparent=traceparent)
-    _audit(AuditEntry.Action.NO_SHOW, appointment, by=by, role=role)
+    audit_change(AuditEntry.Action.NO_SHOW, appointment, by=by, role=role)
     return appointment

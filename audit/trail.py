@@ -74,6 +74,17 @@ def audit_record(
     return entry
 
 
+def audit_change(action: str, record, *, by, role: str) -> None:
+    """A change's entry for one record; call it inside the change's transaction."""
+    audit_record(
+        action=action,
+        record_type=record._meta.model_name,
+        record_ids=[record.pk],
+        actor=by,
+        role=role,
+    )
+
+
 def audit_command(*, action: str, record_type: str, record_ids: Iterable) -> AuditEntry:
     """Record a pipeline command (a republish, a replay): the OS user and its line."""
     return audit_record(
