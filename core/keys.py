@@ -24,13 +24,22 @@ def _checked(name: str, value: str) -> str:
 
 
 def local_key_file(path: Path) -> str:
-    """The key in ``path``, created with a random one (mode 0600) on first use."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_urlsafe(64))
+    """The key in ``path``, created with a random one (mode 0600) on first use.
+
+    Written to a private file first and linked into place, so processes starting
+    together never read a half-written key: the first link wins, the others read it.
+    """
+    if not path.exists():
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(64))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
