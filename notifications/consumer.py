@@ -39,7 +39,7 @@ from notifications.records import (
     parse_record,
 )
 from relay import kafka
-from relay.lifecycle import StopOnSignal
+from core.loops import StopOnSignal
 
 logger = logging.getLogger("notifications")
 

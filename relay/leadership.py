@@ -23,6 +23,7 @@ from pathlib import Path
 
 from django.db import connection
 
+from core.loops import RateLimited
 from relay.events import NOTIFY_CHANNEL
 from relay.store import pg_connect
 
@@ -47,7 +48,14 @@ class PostgresLeadership:
     heartbeat_interval = 1.0
     acquire_interval = 1.0
 
-    def __init__(self, *, shard_count: int, store, lease_timeout: float, holder: str | None = None):
+    def __init__(
+        self,
+        *,
+        shard_count: int,
+        store,
+        lease_timeout: float,
+        holder: str | None = None,
+    ):
         self.shard_count = shard_count
         self.store = store  # bumps lease epochs
         self.lease_timeout = lease_timeout
@@ -58,8 +66,8 @@ class PostgresLeadership:
         self._next_heartbeat = 0.0
         self._next_acquire = 0.0
         self._next_connect = 0.0
-        self._last_conflict_log = 0.0
-        self._last_connect_log = 0.0
+        self._conflict_log = RateLimited(30.0)
+        self._connect_log = RateLimited(10.0)
 
     # -- connection ---------------------------------------------------------
     def _connect(self) -> bool:
@@ -72,10 +80,11 @@ class PostgresLeadership:
             conn = pg_connect("outbox-relay-control")
             self._set_lease_timeout(conn)
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (MEMBERS, self.shard_count))
+            conn.execute(
+                "SELECT pg_advisory_lock_shared(%s, %s)", (MEMBERS, self.shard_count)
+            )
         except Exception as exc:  # any failure to connect: stay a standby and retry
-            if time.monotonic() - self._last_connect_log >= 10:
-                self._last_connect_log = time.monotonic()
+            if self._connect_log.ready():
                 logger.warning("relay: cannot reach PostgreSQL for leadership: %s", exc)
             return False
         self.conn = conn
@@ -84,7 +93,9 @@ class PostgresLeadership:
     def _set_lease_timeout(self, conn) -> None:
         """Let PostgreSQL end this session (and so free its locks) if the relay stalls."""
         try:
-            conn.execute(f"SET idle_session_timeout = '{int(self.lease_timeout * 1000)}ms'")
+            conn.execute(
+                f"SET idle_session_timeout = '{int(self.lease_timeout * 1000)}ms'"
+            )
         except Exception:  # PostgreSQL before 14
             logger.warning(
                 "relay: this PostgreSQL has no idle_session_timeout: a stalled relay keeps "
@@ -94,7 +105,9 @@ class PostgresLeadership:
     def _lost_connection(self, exc) -> list[int]:
         lost = sorted(self.held)
         if lost:
-            logger.warning("relay: leadership connection lost (%s); giving up shards %s", exc, lost)
+            logger.warning(
+                "relay: leadership connection lost (%s); giving up shards %s", exc, lost
+            )
         self.close()
         return lost
 
@@ -156,8 +169,7 @@ class PostgresLeadership:
         members = self._members()
         others = {count: n for count, n in members.items() if count != self.shard_count}
         if others and not self.held:
-            if time.monotonic() - self._last_conflict_log > 30:
-                self._last_conflict_log = time.monotonic()
+            if self._conflict_log.ready():
                 logger.error(
                     "relay: relays with another shard count are running (%s); this relay "
                     "(shards=%d) stands by until they stop",
@@ -178,7 +190,9 @@ class PostgresLeadership:
                 "SELECT pg_try_advisory_lock(%s, %s)", (LEADER, shard)
             ).fetchone()[0]
             if got:
-                self.held[shard] = self.store.bump_lease(shard=shard, holder=self.holder)
+                self.held[shard] = self.store.bump_lease(
+                    shard=shard, holder=self.holder
+                )
                 acquired.append(shard)
         return acquired
 
@@ -211,7 +225,9 @@ class PostgresLeadership:
             # Notifications that came in during another query wait in a backlog.
             if any(True for _ in self.conn.notifies(timeout=0)):
                 return
-            readable, _, _ = select.select([self.conn.fileno(), wake_fd], [], [], timeout)
+            readable, _, _ = select.select(
+                [self.conn.fileno(), wake_fd], [], [], timeout
+            )
             if self.conn.fileno() in readable:
                 for _ in self.conn.notifies(timeout=0):
                     pass
@@ -224,7 +240,14 @@ class FileLeadership:
 
     acquire_interval = 1.0
 
-    def __init__(self, *, shard_count: int, store, lease_timeout: float = 0, holder: str | None = None):
+    def __init__(
+        self,
+        *,
+        shard_count: int,
+        store,
+        lease_timeout: float = 0,
+        holder: str | None = None,
+    ):
         self.shard_count = shard_count
         self.store = store
         self.holder = holder or relay_identity()

@@ -1,9 +1,9 @@
-"""The relay's Prometheus metrics.
+"""The relay's Prometheus metrics, served by ``run_relay --metrics-port``.
 
-Counters, histograms and the leadership gauge live in the relay process (served by
-``run_relay --metrics-port``). ``OutboxCollector`` reads the outbox table at scrape
-time, so any process can export the backlog: the web app's /metrics registers it
-with ``register_outbox_collector()``.
+Counters, histograms and the leadership gauge count what this relay process did.
+``OutboxCollector`` reads the backlog and the leases from the outbox tables at
+scrape time; ``run_relay`` registers it beside them. (The web app's /metrics
+computes its own ``healthcare_outbox_*`` figures.)
 """
 
 from django.db.models import Count, Min
@@ -29,7 +29,7 @@ BATCH_SIZE = Histogram(
 )
 BATCH_DURATION = Histogram(
     "outbox_relay_batch_duration_seconds",
-    "From claiming a batch to the broker's acknowledgement of its transaction.",
+    "From producing a claimed batch to the broker's acknowledgement of its transaction.",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SHARD_LEADER = Gauge(
@@ -45,11 +45,19 @@ class OutboxCollector:
     def collect(self):
         from relay.models import OutboxEvent, ShardLease
 
-        pending = OutboxEvent.objects.pending().aggregate(n=Count("seq"), oldest=Min("created_at"))
-        yield GaugeMetricFamily(
-            "outbox_pending_events", "Outbox rows not yet published.", value=pending["n"]
+        pending = OutboxEvent.objects.pending().aggregate(
+            n=Count("seq"), oldest=Min("created_at")
         )
-        age = (timezone.now() - pending["oldest"]).total_seconds() if pending["oldest"] else 0.0
+        yield GaugeMetricFamily(
+            "outbox_pending_events",
+            "Outbox rows not yet published.",
+            value=pending["n"],
+        )
+        age = (
+            (timezone.now() - pending["oldest"]).total_seconds()
+            if pending["oldest"]
+            else 0.0
+        )
         yield GaugeMetricFamily(
             "outbox_oldest_pending_age_seconds",
             "Age of the oldest outbox row not yet published (0 when none).",

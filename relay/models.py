@@ -34,13 +34,6 @@ class OutboxEventQuerySet(models.QuerySet):
     def published(self):
         return self.filter(published_at__isnull=False)
 
-    def due(self, now=None):
-        """Pending rows whose backoff, if any, has run out."""
-        now = now or timezone.now()
-        return self.pending().filter(
-            models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now)
-        )
-
 
 class OutboxEvent(models.Model):
     """An event waiting for, or done with, publication to Kafka.
@@ -84,14 +77,6 @@ class OutboxEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.aggregatetype}:{self.aggregateid} ({self.event_id})"
-
-    @property
-    def is_published(self) -> bool:
-        return self.published_at is not None
-
-    def shard(self, shards: int) -> int:
-        """The shard this row belongs to when the relays run ``shards`` shards."""
-        return self.bucket % shards
 
 
 class ShardLease(models.Model):

@@ -1,5 +1,7 @@
 """Retention: published outbox rows are deleted once they are older than OUTBOX_RETENTION."""
 
+import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -7,6 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from relay.models import OutboxEvent
+
+logger = logging.getLogger("relay")
 
 
 def outbox_purgeable(*, older_than: float | None = None):
@@ -17,7 +21,9 @@ def outbox_purgeable(*, older_than: float | None = None):
     return OutboxEvent.objects.filter(created_at__lt=cutoff, published_at__lt=cutoff)
 
 
-def outbox_purge_batch(*, older_than: float | None = None, batch_size: int | None = None) -> int:
+def outbox_purge_batch(
+    *, older_than: float | None = None, batch_size: int | None = None
+) -> int:
     """Delete one bounded batch of purgeable rows, oldest first; returns how many."""
     size = batch_size or settings.OUTBOX["PURGE_BATCH_SIZE"]
     with transaction.atomic():
@@ -28,7 +34,9 @@ def outbox_purge_batch(*, older_than: float | None = None, batch_size: int | Non
         )
         if not seqs:
             return 0
-        deleted, _ = OutboxEvent.objects.filter(seq__in=seqs, published_at__isnull=False).delete()
+        deleted, _ = OutboxEvent.objects.filter(
+            seq__in=seqs, published_at__isnull=False
+        ).delete()
     return deleted
 
 
@@ -45,3 +53,20 @@ def outbox_purge(
             on_batch(total)
         if deleted < size:
             return total
+
+
+class PurgeSchedule:
+    """In the relay: one bounded purge batch per turn while rows expire, else a pause."""
+
+    def __init__(self):
+        self._next = 0.0
+
+    def run_if_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        deleted = outbox_purge_batch()
+        if deleted:
+            logger.info("relay: purged %d published events past retention", deleted)
+        full = deleted >= settings.OUTBOX["PURGE_BATCH_SIZE"]
+        self._next = now if full else now + settings.OUTBOX["PURGE_INTERVAL_S"]

@@ -1,29 +1,54 @@
 """The relay's queries against the outbox: claim, mark, record failures, leases.
 
-The hot path (claim and mark) is plain SQL returning tuples: no model instances, the
-payload and headers come back as the JSON text the database already holds. On
+The hot path (claim and mark) is plain SQL returning named tuples: no model instances,
+the payload and headers come back as the JSON text the database already holds. On
 PostgreSQL each store owns one connection (one per relay thread), in autocommit mode,
 so each claim and each mark is one short transaction.
 """
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
+from django.db import Error as DjangoDatabaseError
 from django.db import connection as django_connection
 from django.utils import timezone
 
+from core.loops import backoff_delay
 from relay.models import OutboxEvent, ShardLease
 
 OUTBOX = OutboxEvent._meta.db_table
 LEASE = ShardLease._meta.db_table
 
-# A claimed row: (seq, bucket, topic, key, payload JSON, headers JSON, attempts,
-# seconds until its backoff ends or None).
-Row = tuple[int, int, str, str, str, str, int, float | None]
+try:
+    import psycopg
+
+    # What the stores raise when the database is down or the connection was cut.
+    DATABASE_ERRORS = (DjangoDatabaseError, psycopg.Error)
+except ImportError:  # SQLite-only installs
+    DATABASE_ERRORS = (DjangoDatabaseError,)
+
+# An event's retries wait 0.5 s, 1 s, 2 s, ... up to OUTBOX_MAX_BACKOFF_S.
+EVENT_BACKOFF_BASE = 0.5
 
 
-def backoff_seconds(attempts: int, maximum: float) -> float:
-    """Exponential backoff after an event's n-th failed attempt: 0.5 s, 1 s, 2 s, ... capped."""
-    return min(float(maximum), 0.5 * 2 ** max(0, attempts - 1))
+class ClaimedRow(NamedTuple):
+    """A pending outbox row as the relay claims it."""
+
+    seq: int
+    bucket: int
+    topic: str
+    key: str
+    payload: str  # JSON text
+    headers: str  # JSON text
+    attempts: int  # failed attempts so far
+    retry_in: float | None  # seconds until its backoff ends, None when it is due
+    event_id: str = ""
+
+
+def event_backoff(attempts: int, max_backoff: float) -> float:
+    """How long an event waits after its n-th failed attempt."""
+    return backoff_delay(attempts, base=EVENT_BACKOFF_BASE, cap=max_backoff)
 
 
 def shard_filter(shards: list[int] | None, shard_count: int) -> bool:
@@ -77,7 +102,9 @@ class PostgresStore:
             finally:
                 self._conn = None
 
-    def claim(self, *, after: int, limit: int, shards: list[int] | None, shard_count: int) -> list[Row]:
+    def claim(
+        self, *, after: int, limit: int, shards: list[int] | None, shard_count: int
+    ) -> list[ClaimedRow]:
         """Pending rows after ``after`` in id order, locked for the claiming statement."""
         where = "published_at IS NULL AND seq > %(after)s"
         if shard_filter(shards, shard_count):
@@ -85,17 +112,20 @@ class PostgresStore:
         sql = f"""
             SELECT seq, bucket, topic, key, payload::text, headers::text, attempts,
                    CASE WHEN next_attempt_at > now()
-                        THEN extract(epoch FROM next_attempt_at - now())::float8 END
+                        THEN extract(epoch FROM next_attempt_at - now())::float8 END,
+                   id::text
             FROM {OUTBOX}
             WHERE {where}
             ORDER BY seq
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED
         """
-        params = {"after": after, "limit": limit, "shards": shards, "count": shard_count}
-        return self.conn.execute(sql, params).fetchall()
+        params = dict(after=after, limit=limit, shards=shards, count=shard_count)
+        return list(map(ClaimedRow._make, self.conn.execute(sql, params).fetchall()))
 
-    def pending_before(self, *, before: int, limit: int, shards: list[int] | None, shard_count: int):
+    def pending_before(
+        self, *, before: int, limit: int, shards: list[int] | None, shard_count: int
+    ):
         """(seq, key) of due pending rows up to ``before``: what a forward claim passed by."""
         where = "published_at IS NULL AND seq <= %(before)s"
         if shard_filter(shards, shard_count):
@@ -105,7 +135,7 @@ class PostgresStore:
             WHERE {where} AND (next_attempt_at IS NULL OR next_attempt_at <= now())
             ORDER BY seq LIMIT %(limit)s
         """
-        params = {"before": before, "limit": limit, "shards": shards, "count": shard_count}
+        params = dict(before=before, limit=limit, shards=shards, count=shard_count)
         return self.conn.execute(sql, params).fetchall()
 
     def mark_published(
@@ -142,9 +172,16 @@ class PostgresStore:
         return self.conn.execute(sql, params).rowcount
 
     def record_failures(
-        self, *, failures: list[tuple[int, str]], shard: int, epoch: int, max_backoff: float
+        self,
+        *,
+        failures: list[tuple[int, str]],
+        shard: int,
+        epoch: int,
+        max_backoff: float,
     ) -> list[tuple[int, int, float]]:
         """Count a failed attempt per row and schedule its retry; returns (seq, attempts, delay)."""
+        # The delay is event_backoff() written in SQL (o.attempts is the count before
+        # this failure): keep the two the same formula.
         sql = f"""
             WITH fence AS (
                 SELECT shard FROM {LEASE} WHERE shard = %(shard)s AND epoch = %(epoch)s
@@ -153,7 +190,7 @@ class PostgresStore:
                 UPDATE {OUTBOX} AS o
                 SET attempts = o.attempts + 1, last_error = u.error,
                     next_attempt_at = now() + make_interval(
-                        secs => least(%(max)s, 0.5 * power(2, o.attempts)))
+                        secs => least(%(max)s, %(base)s * power(2, least(o.attempts, 63))))
                 FROM unnest(%(seqs)s::bigint[], %(errors)s::text[]) AS u(seq, error)
                 WHERE o.seq = u.seq AND o.published_at IS NULL AND EXISTS (SELECT 1 FROM fence)
                 RETURNING o.seq, o.attempts
@@ -164,11 +201,12 @@ class PostgresStore:
             "shard": shard,
             "epoch": epoch,
             "max": float(max_backoff),
+            "base": EVENT_BACKOFF_BASE,
             "seqs": [seq for seq, _ in failures],
             "errors": [error[:2000] for _, error in failures],
         }
         rows = self.conn.execute(sql, params).fetchall()
-        return [(seq, attempts, backoff_seconds(attempts, max_backoff)) for seq, attempts in rows]
+        return [(seq, n, event_backoff(n, max_backoff)) for seq, n in rows]
 
     def bump_lease(self, *, shard: int, holder: str) -> int:
         """Take over a shard's lease: a new epoch fences every mark of the former leader."""
@@ -179,7 +217,9 @@ class PostgresStore:
             SET epoch = {LEASE}.epoch + 1, holder = EXCLUDED.holder, acquired_at = now()
             RETURNING epoch
         """
-        return self.conn.execute(sql, {"shard": shard, "holder": holder[:200]}).fetchone()[0]
+        return self.conn.execute(
+            sql, {"shard": shard, "holder": holder[:200]}
+        ).fetchone()[0]
 
 
 class SqliteStore:
@@ -198,20 +238,27 @@ class SqliteStore:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
-    def claim(self, *, after: int, limit: int, shards: list[int] | None, shard_count: int) -> list[Row]:
+    def claim(
+        self, *, after: int, limit: int, shards: list[int] | None, shard_count: int
+    ) -> list[ClaimedRow]:
         where, params = "published_at IS NULL AND seq > %s", [after]
         if shard_filter(shards, shard_count):
             where += f" AND (bucket %% %s) IN ({', '.join(['%s'] * len(shards))})"
             params += [shard_count, *shards]
-        now = self._now()
+        now = timezone.now()
         rows = self._fetch(
-            f"SELECT seq, bucket, topic, key, payload, headers, attempts, next_attempt_at "
-            f"FROM {OUTBOX} WHERE {where} ORDER BY seq LIMIT %s",
+            "SELECT seq, bucket, topic, key, payload, headers, attempts, "
+            f"next_attempt_at, id FROM {OUTBOX} WHERE {where} ORDER BY seq LIMIT %s",
             [*params, limit],
         )
-        return [(*row[:7], self._wait(row[7], now)) for row in rows]
+        return [
+            ClaimedRow(*row[:7], self._wait(row[7], now), str(uuid.UUID(row[8])))
+            for row in rows
+        ]
 
-    def pending_before(self, *, before: int, limit: int, shards: list[int] | None, shard_count: int):
+    def pending_before(
+        self, *, before: int, limit: int, shards: list[int] | None, shard_count: int
+    ):
         where, params = "published_at IS NULL AND seq <= %s", [before]
         if shard_filter(shards, shard_count):
             where += f" AND (bucket %% %s) IN ({', '.join(['%s'] * len(shards))})"
@@ -223,12 +270,16 @@ class SqliteStore:
             [*params, now, limit],
         )
 
-    def mark_published(self, *, seqs, partitions, offsets, shard, epoch, published_at) -> int:
+    def mark_published(
+        self, *, seqs, partitions, offsets, shard, epoch, published_at
+    ) -> int:
         from django.db import transaction
 
         at = django_connection.ops.adapt_datetimefield_value(published_at)
         with transaction.atomic(), django_connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {LEASE} WHERE shard = %s AND epoch = %s", [shard, epoch])
+            cursor.execute(
+                f"SELECT 1 FROM {LEASE} WHERE shard = %s AND epoch = %s", [shard, epoch]
+            )
             if cursor.fetchone() is None:
                 return 0
             cursor.executemany(
@@ -250,7 +301,7 @@ class SqliteStore:
                 if row is None:
                     continue
                 row.attempts += 1
-                delay = backoff_seconds(row.attempts, max_backoff)
+                delay = event_backoff(row.attempts, max_backoff)
                 row.last_error = error[:2000]
                 row.next_attempt_at = timezone.now() + timedelta(seconds=delay)
                 row.save(update_fields=["attempts", "last_error", "next_attempt_at"])
@@ -267,10 +318,6 @@ class SqliteStore:
             lease.acquired_at = timezone.now()
             lease.save()
         return lease.epoch
-
-    @staticmethod
-    def _now():
-        return timezone.now()
 
     @staticmethod
     def _wait(next_attempt_at, now) -> float | None:

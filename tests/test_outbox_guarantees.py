@@ -16,6 +16,7 @@ from notifications.models import Notification, ProcessedEvent
 from relay import kafka
 from relay.events import cloudevent_headers, enqueue
 from relay.models import OutboxEvent
+from relay.stages import Marker
 from relay.worker import Relay
 from tests.conftest import wait_until
 from tests.kafka_utils import committed_total, headers_of, read_topic
@@ -94,10 +95,10 @@ def test_relay_killed_before_marking_gives_exactly_one_notification(
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(14)
     )
 
-    def crash(self, published, failed):
+    def crash(self, batch):
         raise SimulatedCrash
 
-    monkeypatch.setattr(Relay, "_mark", crash)
+    monkeypatch.setattr(Marker, "mark", crash)
     with pytest.raises(SimulatedCrash):
         Relay(once=True).run()
     monkeypatch.undo()

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from relay.models import OutboxEvent
-from relay.store import backoff_seconds
+from relay.store import event_backoff
 from tests.broker import Broker
 from tests.conftest import wait_until
 from tests.kafka_utils import headers_of, read_topic
@@ -47,7 +47,7 @@ def test_event_that_cannot_be_written_backs_off_and_holds_only_its_key(broker, t
         # Exponential backoff: each retry waited at least its delay (0.5 s, 1 s, 2 s).
         seen = [(n, t) for n, t in attempts_seen if n >= 1]
         for (n, t), (_, t_next) in zip(seen, seen[1:]):
-            assert t_next - t >= backoff_seconds(n, 2) * 0.9, attempts_seen
+            assert t_next - t >= event_backoff(n, 2) * 0.9, attempts_seen
 
         OutboxEvent.objects.filter(seq=first.seq).update(payload={"appointmentId": stuck, "fixed": True})
         assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=15)

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from relay.events import enqueue
 from relay.leadership import PostgresLeadership
 from relay.models import OutboxEvent, ShardLease
-from relay.publisher import DeliveryErrorPolicy, Outcome, Part, ShardPublisher
+from relay.publisher import DeliveryErrorPolicy, Outcome, ShardPublisher, ShardTransaction
 from relay.store import PostgresStore
 from tests.conftest import wait_until
 from tests.kafka_utils import headers_of, read_topic
@@ -140,7 +140,7 @@ def test_stalled_leader_is_fenced_out_by_the_new_leader(broker, topic):
     assert ShardLease.objects.get(shard=0).epoch == epoch + 1
 
     # A wakes up and carries on with the rows it had claimed: the broker refuses them...
-    part = Part(0, epoch, publisher, len(rows))
+    part = ShardTransaction(0, epoch, publisher, len(rows))
     publisher.begin()
     for row in rows:
         part.send(row, {"ce_id": "from-stalled-leader"})
@@ -149,7 +149,7 @@ def test_stalled_leader_is_fenced_out_by_the_new_leader(broker, topic):
     assert DeliveryErrorPolicy.classify(refused.value.args[0]) is Outcome.FENCED
     # ...and the database refuses its marks.
     assert store.mark_published(
-        seqs=[r[0] for r in rows], partitions=[0] * 6, offsets=[0] * 6,
+        seqs=[r.seq for r in rows], partitions=[0] * 6, offsets=[0] * 6,
         shard=0, epoch=epoch, published_at=time_now(),
     ) == 0
     assert dict(OutboxEvent.objects.values_list("seq", "published_at")) == marked

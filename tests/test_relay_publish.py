@@ -101,10 +101,10 @@ def test_shards_split_keys_and_keep_each_key_in_order(broker, topic):
 def busy_relay(monkeypatch):
     """Make the relay behave as under a large backlog: walk forward with a cursor and
     look back for rows it passed on every claim."""
-    from relay.worker import Relay
+    from relay.dispatch import DispatchRules
 
-    monkeypatch.setattr(Relay, "light_load", 0)
-    monkeypatch.setattr(Relay, "rescan_interval", 0.0)
+    monkeypatch.setattr(DispatchRules, "claim_from_oldest_below", 0)
+    monkeypatch.setattr(DispatchRules, "look_back_interval", 0.0)
 
 
 def test_busy_relay_keeps_key_order_with_its_cursor(broker, topic, busy_relay):

@@ -10,11 +10,11 @@ from relay.events import bucket_for
 from relay.leadership import fair_share
 from relay.models import BUCKETS, uuid7
 from relay.publisher import DeliveryErrorPolicy, Outcome
-from relay.store import backoff_seconds
+from relay.store import event_backoff
 
 
 def test_backoff_doubles_from_half_a_second_up_to_the_cap():
-    assert [backoff_seconds(n, 5) for n in range(1, 7)] == [0.5, 1, 2, 4, 5, 5]
+    assert [event_backoff(n, 5) for n in range(1, 7)] == [0.5, 1, 2, 4, 5, 5]
 
 
 @pytest.mark.parametrize(
