@@ -33,11 +33,17 @@ from appointments.models import (
     overlaps,
     time_of,
 )
+from audit.models import AuditEntry
+from audit.trail import audit_change
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from relay.events import enqueue
 
 SLOT_TAKEN = "This slot is already booked; choose another one."
 PATIENT_BUSY = "You already have an appointment at that time."
+TOO_MANY = (
+    "You already have {limit} upcoming appointments, the most allowed "
+    "(MAX_ACTIVE_APPOINTMENTS_PER_PATIENT); cancel one to book another."
+)
 
 
 # -- patients --------------------------------------------------------------------
@@ -155,13 +161,28 @@ def _check_free(
         raise Conflict(PATIENT_BUSY, field="timeSlot")
 
 
-def _lock_patient(patient) -> None:
-    """Serialise one patient's bookings, so that two overlapping ones cannot both pass."""
+def _lock_patient(patient) -> int:
+    """Serialise one patient's bookings (so that two overlapping ones cannot both
+    pass) and count their upcoming ones, in one statement."""
     # SQLite has no row locks: its IMMEDIATE transactions already run one at a time.
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    table = connection.ops.quote_name(get_user_model()._meta.db_table)
+    q = connection.ops.quote_name
+    users, appointments = get_user_model()._meta.db_table, Appointment._meta.db_table
+    sql = (
+        f"SELECT (SELECT COUNT(*) FROM {q(appointments)} a WHERE a.patient_id = u.id"
+        f" AND a.status = %s AND a.date >= %s) FROM {q(users)} u WHERE u.id = %s{lock}"
+    )
+    today = connection.ops.adapt_datefield_value(timezone.localdate())
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s{lock}", [patient.pk])
+        cursor.execute(sql, [Appointment.Status.BOOKED.value, today, patient.pk])
+        return cursor.fetchone()[0]
+
+
+def _check_quota(upcoming: int) -> None:
+    """A patient holds at most MAX_ACTIVE_APPOINTMENTS_PER_PATIENT upcoming bookings."""
+    limit = settings.MAX_ACTIVE_APPOINTMENTS_PER_PATIENT
+    if upcoming >= limit:
+        raise Conflict(TOO_MANY.format(limit=limit), extra={"limit": limit})
 
 
 def _conflict_from(exc: IntegrityError) -> Conflict:
@@ -203,7 +224,7 @@ def appointment_book(
     _check_bookable(doctor, date, time_slot)
     try:
         with transaction.atomic():
-            _lock_patient(patient)
+            _check_quota(_lock_patient(patient))
             _check_free(doctor=doctor, patient=patient, day=date, time_slot=time_slot)
             appointment = Appointment.objects.create(
                 patient=patient,
@@ -213,6 +234,9 @@ def appointment_book(
                 reason=reason,
             )
             _emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
+            audit_change(
+                AuditEntry.Action.BOOKED, appointment, by=patient, role="patient"
+            )
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     return appointment
@@ -228,8 +252,8 @@ def _locked(appointment: Appointment) -> Appointment:
 
 
 def _role(user, appointment: Appointment) -> str:
-    """How ``user`` relates to the appointment: staff, doctor or patient."""
-    if user.is_staff:
+    """How ``user`` relates to the appointment: staff (by permission), doctor, patient."""
+    if user.is_staff and user.has_perm("appointments.change_appointment"):
         return "staff"
     if appointment.doctor.user_id == user.pk:
         return "doctor"
@@ -272,6 +296,7 @@ def appointment_reschedule(
                 extra=previous | {"rescheduledBy": role},
                 traceparent=traceparent,
             )
+            audit_change(AuditEntry.Action.RESCHEDULED, appointment, by=by, role=role)
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     return appointment
@@ -291,6 +316,7 @@ def appointment_cancel(
         extra={"cancelledBy": role},
         traceparent=traceparent,
     )
+    audit_change(AuditEntry.Action.CANCELLED, appointment, by=by, role=role)
     return appointment
 
 
@@ -305,9 +331,11 @@ def appointment_complete(
 ) -> Appointment:
     """Mark an appointment that has started as completed (its doctor or staff)."""
     appointment = _locked(appointment)
-    _require_clinician(_role(by, appointment), "complete")
+    role = _role(by, appointment)
+    _require_clinician(role, "complete")
     appointment.complete()
     _emit(APPOINTMENT_COMPLETED, appointment, traceparent=traceparent)
+    audit_change(AuditEntry.Action.COMPLETED, appointment, by=by, role=role)
     return appointment
 
 
@@ -317,7 +345,9 @@ def appointment_mark_no_show(
 ) -> Appointment:
     """Record that the patient did not come (its doctor or staff, once the slot started)."""
     appointment = _locked(appointment)
-    _require_clinician(_role(by, appointment), "mark no-show")
+    role = _role(by, appointment)
+    _require_clinician(role, "mark no-show")
     appointment.mark_no_show()
     _emit(APPOINTMENT_NO_SHOW, appointment, traceparent=traceparent)
+    audit_change(AuditEntry.Action.NO_SHOW, appointment, by=by, role=role)
     return appointment

@@ -16,6 +16,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from core.metrics_access import may_see_details, probe_summary
 from messaging.config import admin_client
 from monitoring.selectors import consumer_progress
 from relay.cdc import cdc_enabled, cdc_health
@@ -94,16 +95,17 @@ def healthz(request):
 
 
 @never_cache
+@probe_summary
 def readyz(request):
     checks = {"database": check_database(), "broker": check_broker()}
     progress = {}
-    if checks["database"]["ok"]:
-        try:
+    try:
+        if checks["database"]["ok"] and cdc_enabled():
+            checks["cdc"] = cdc_health()  # an unread slot keeps WAL until the disk fills
+        if checks["database"]["ok"] and may_see_details(request):  # trusted only
             progress = pipeline_health()
-            if cdc_enabled():  # an unread slot keeps WAL until the disk fills
-                checks["cdc"] = cdc_health()
-        except DatabaseError as exc:
-            checks["database"] = {"ok": False, "error": f"database unreachable: {exc}"}
+    except DatabaseError as exc:
+        checks["database"] = {"ok": False, "error": f"database unreachable: {exc}"}
     ready = all(c["ok"] for c in checks.values())
     body = {
         "status": "ready" if ready else "not ready",

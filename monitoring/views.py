@@ -5,10 +5,12 @@ import logging
 from confluent_kafka import KafkaException
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
+from audit.trail import audit_record
 from messaging import deadletter
 from messaging.config import OpsError
 from messaging.tail import dead_letters
@@ -72,7 +74,14 @@ def _republish(request):
     if not seqs:
         messages.warning(request, "Select at least one event to republish.")
         return redirect("admin-pipeline")
-    count = outbox_republish(events=OutboxEvent.objects.filter(seq__in=seqs))
+    with transaction.atomic():  # the republish and its audit entry, or neither
+        count = outbox_republish(events=OutboxEvent.objects.filter(seq__in=seqs))
+        audit_record(
+            action="republished",
+            record_type="outbox",
+            record_ids=seqs,
+            actor=request.user,
+        )
     logger.info("pipeline: %d events republished by user %s", count, request.user.pk)
     if count:
         messages.success(

@@ -67,9 +67,10 @@ def test_booking_writes_appointment_and_booked_event_in_one_transaction(
         "doctorName": "Dr. Smith",
         "date": appointment.date.isoformat(),
         "timeSlot": "09:30",
-        "reason": "Cough",
         "status": "booked",
     }
+    # the reason, typed by the patient, stays in the database (DESIGN.md section 5)
+    assert appointment.reason == "Cough"
 
 
 def test_failed_booking_leaves_no_appointment_and_no_event(
