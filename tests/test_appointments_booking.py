@@ -300,14 +300,14 @@ def test_integrity_error_from_a_race_becomes_409(
     patient, other_patient, doctor, monkeypatch
 ):
     """A booking committed between our check and our insert: the constraint decides."""
-    import appointments.services as services
+    from appointments import rules
 
     day = next_weekday()
     appointment_book(patient=other_patient, doctor=doctor, date=day, time_slot=time(10))
-    monkeypatch.setattr(services, "_check_free", lambda **kwargs: None)
+    monkeypatch.setattr(rules, "check_free", lambda **kwargs: None)
     with pytest.raises(Conflict) as exc:
         appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(10))
-    assert exc.value.message == services.SLOT_TAKEN
+    assert exc.value.message == rules.SLOT_TAKEN
     assert Appointment.objects.filter(date=day).count() == 1
 
 
