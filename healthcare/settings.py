@@ -193,6 +193,19 @@ KAFKA = {
     "TOPIC_PARTITIONS": env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1),
     "TOPIC_REPLICATION_FACTOR": env_int("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
 }
+# How long an open relay transaction may hold read_committed readers of its
+# partitions back when its relay dies and no standby fences it (README, "Relay").
+# Default: Kafka's 60 s, and always longer than a delivery may take.
+KAFKA["TRANSACTION_TIMEOUT_MS"] = env_int(
+    "KAFKA_TRANSACTION_TIMEOUT_MS",
+    max(60_000, KAFKA["MESSAGE_TIMEOUT_MS"] + 10_000),
+    minimum=1000,
+)
+if KAFKA["TRANSACTION_TIMEOUT_MS"] < KAFKA["MESSAGE_TIMEOUT_MS"]:
+    raise ImproperlyConfigured(
+        "KAFKA_TRANSACTION_TIMEOUT_MS must be at least KAFKA_MESSAGE_TIMEOUT_MS "
+        f"({KAFKA['MESSAGE_TIMEOUT_MS']}): a transaction outlives its deliveries."
+    )
 if KAFKA["SECURITY_PROTOCOL"].startswith("SASL") and not KAFKA["SASL_USERNAME"]:
     raise ImproperlyConfigured(
         "KAFKA_SASL_USERNAME is required when KAFKA_SECURITY_PROTOCOL uses SASL."
