@@ -12,7 +12,6 @@ kafka_only: Tansu shows aborted records to read_committed readers and holds noth
 back behind an open transaction (DESIGN.md section 9), so none of this shows there.
 """
 
-import json
 import signal
 import time
 import uuid
@@ -22,10 +21,9 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from notifications.models import Notification, ProcessedEvent
-from relay.events import Event
 from relay.models import OutboxEvent
 from tests.conftest import wait_until
-from tests.consumer_kit import event_record, make_people, run_consumer
+from tests.consumer_kit import booked_events, make_people, run_consumer
 from tests.kafka_utils import end_offsets, headers_of, read_topic
 from tests.relay_support import assert_complete_and_ordered, enqueue_events
 
@@ -37,26 +35,6 @@ OPEN_TRANSACTION = (
     "-c",
     "from tests.open_transaction_relay import main; main()",
 )
-
-
-def booked_events(people, n: int) -> list[Event]:
-    """n appointment.booked events, as the appointment service enqueues them."""
-    events = []
-    for i in range(n):
-        record = event_record(
-            patient_id=people[i % 2].id, doctor_user_id=people[2 + i % 2].id
-        )
-        data = json.loads(record["value"])
-        events.append(
-            Event(
-                type="appointment.booked",
-                aggregatetype="appointment",
-                aggregateid=data["appointmentId"],
-                data=data,
-                source="/healthcare/appointments",
-            )
-        )
-    return events
 
 
 def make_topics(broker, topic: str) -> None:
