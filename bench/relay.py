@@ -122,10 +122,12 @@ def measure_ceiling(n: int, batch_size: int) -> float:
     """The relay's own producer (same settings, transactions of batch_size), no database."""
     import json
 
+    from messaging.topics import ensure_topics
     from relay.events import cloudevent_headers, outbox_row
     from relay.publisher import ShardPublisher, ShardTransaction
     from relay.store import ClaimedRow
 
+    ensure_topics([TOPIC])  # the relay makes it later; Apache Kafka auto-creates none
     rows = []
     for seq, event in enumerate(make_events(n)):
         row = outbox_row(event)
