@@ -28,6 +28,7 @@ from datetime import time as clock
 from common import (
     BENCH_DATABASE_URL,
     ROOT,
+    add_broker_argument,
     bench_env,
     machine,
     percentile,
@@ -244,6 +245,7 @@ def main() -> int:
         default="poll",
         help="cdc: run_relay and Debezium side by side on Apache Kafka (bench/e2e_cdc.py)",
     )
+    add_broker_argument(parser)
     args = parser.parse_args()
     if args.relay == "cdc":
         import e2e_cdc
@@ -254,7 +256,7 @@ def main() -> int:
     seconds = 3 if args.quick else args.seconds
 
     recreate_database()
-    broker = start_broker()
+    broker = start_broker(args.broker)
     topics = {
         "OUTBOX_APPOINTMENT_TOPIC": TOPIC,
         "CONSUMER_TOPICS": TOPIC,
@@ -328,6 +330,7 @@ def main() -> int:
     by_rate = {r["rate"]: r for r in rows}
     print_result(
         {
+            "broker": args.broker,
             "p50_ms_100": round(by_rate[100]["p50"], 1),
             "p99_ms_100": round(by_rate[100]["p99"], 1),
             "p50_ms_1000": round(by_rate[1000]["p50"], 1),

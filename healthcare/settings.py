@@ -203,6 +203,19 @@ KAFKA = {
     "TOPIC_RETENTION_MS": int(env_duration("KAFKA_TOPIC_RETENTION", "7d") * 1000),
     "DLQ_RETENTION_MS": int(env_duration("KAFKA_DLQ_RETENTION", "30d") * 1000),
 }
+# How long an open relay transaction may hold read_committed readers of its
+# partitions back when its relay dies and no standby fences it (README, "Relay").
+# Default: Kafka's 60 s, and always longer than a delivery may take.
+KAFKA["TRANSACTION_TIMEOUT_MS"] = env_int(
+    "KAFKA_TRANSACTION_TIMEOUT_MS",
+    max(60_000, KAFKA["MESSAGE_TIMEOUT_MS"] + 10_000),
+    minimum=1000,
+)
+if KAFKA["TRANSACTION_TIMEOUT_MS"] < KAFKA["MESSAGE_TIMEOUT_MS"]:
+    raise ImproperlyConfigured(
+        "KAFKA_TRANSACTION_TIMEOUT_MS must be at least KAFKA_MESSAGE_TIMEOUT_MS "
+        f"({KAFKA['MESSAGE_TIMEOUT_MS']}): a transaction outlives its deliveries."
+    )
 if KAFKA["SECURITY_PROTOCOL"].startswith("SASL") and not KAFKA["SASL_USERNAME"]:
     raise ImproperlyConfigured(
         "KAFKA_SASL_USERNAME is required when KAFKA_SECURITY_PROTOCOL uses SASL."

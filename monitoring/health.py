@@ -17,22 +17,31 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from core.metrics_access import may_see_details, probe_summary
-from messaging.config import admin_client
+from messaging.config import admin_client, failure_reason
 from monitoring.selectors import consumer_progress
 from relay.cdc import cdc_enabled, cdc_health
 from relay.selectors import outbox_backlog
 
-_admins: dict[str, AdminClient] = {}
+_admins: dict[tuple, AdminClient] = {}
 _admins_lock = threading.Lock()
 
 
+def _admin_key() -> tuple:
+    kafka = settings.KAFKA
+    return tuple(
+        kafka[k]
+        for k in ("BROKERS", "SECURITY_PROTOCOL", "SASL_USERNAME", "SASL_PASSWORD")
+    )
+
+
 def _admin() -> AdminClient:
-    """One admin client per broker list, reused across probes (it keeps connections)."""
-    brokers = settings.KAFKA["BROKERS"]
+    """One admin client per broker list and login, reused across probes (it keeps
+    connections)."""
+    key = _admin_key()
     with _admins_lock:
-        if brokers not in _admins:
-            _admins[brokers] = admin_client()
-        return _admins[brokers]
+        if key not in _admins:
+            _admins[key] = admin_client()
+        return _admins[key]
 
 
 def check_database() -> dict:
@@ -47,13 +56,16 @@ def check_database() -> dict:
 def check_broker() -> dict:
     timeout = settings.HEALTH["BROKER_TIMEOUT_S"]
     try:
-        brokers = _admin().list_topics(timeout=timeout).brokers
+        admin = _admin()
+        brokers = admin.list_topics(timeout=timeout).brokers
     except KafkaException as exc:
+        admin.poll(0)  # serves error_cb: a refused login is the real reason
         with _admins_lock:  # a fresh client next time, not one stuck reconnecting
-            _admins.pop(settings.KAFKA["BROKERS"], None)
+            _admins.pop(_admin_key(), None)
         return {
             "ok": False,
-            "error": f"broker unreachable at {settings.KAFKA['BROKERS']}: {exc.args[0].str()}",
+            "error": f"broker unreachable at {settings.KAFKA['BROKERS']}: "
+            f"{failure_reason(exc.args[0])}",
         }
     return {"ok": True, "brokers": len(brokers)}
 
