@@ -171,6 +171,16 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Kafka, the outbox relay, change data capture, the consumer and its email channel.
+from healthcare.settings_pipeline import (  # noqa: E402, F401 (Django reads them)
+    CDC,
+    CONSUMER,
+    EMAIL_TIMEOUT,
+    KAFKA,
+    NOTIFICATION_EMAIL,
+    NOTIFICATION_RETENTION,
+    OUTBOX,
+    OUTBOX_RELAY,
+)
 
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOG_LEVEL = env_choice(
