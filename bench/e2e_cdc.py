@@ -29,7 +29,7 @@ from common import (
 )
 
 from devtools.connect import ConnectWorker
-from devtools.interim import KafkaBroker
+from devtools.kafka import KafkaBroker
 
 RATES = (100, 1000)
 
@@ -118,7 +118,7 @@ def main() -> int:
     seconds = 3 if args.quick else args.seconds
     recreate_database()
     work = Path(tempfile.mkdtemp(prefix="bench-cdc-"))
-    broker = KafkaBroker(work / "kafka").start()
+    broker = KafkaBroker(data_dir=work / "kafka", sasl=False).start()
     try:
         results = run_both(broker, work, seconds)
     finally:

@@ -17,7 +17,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from devtools.connect import ConnectWorker
-from devtools.interim import KafkaBroker
+from devtools.kafka import KafkaBroker
 from relay import cdc
 from relay.models import OutboxEvent
 from tests.conftest import wait_until
@@ -38,7 +38,8 @@ __all__ = [
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory):
     """One Apache Kafka node for the session (CDC needs the JVM client's broker)."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka")).start()
+    broker = KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka"), sasl=False)
+    broker.start()
     yield broker
     broker.stop()
 
