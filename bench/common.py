@@ -97,14 +97,9 @@ def start_broker(kind: str | None = None):
 
     ``kind`` is "tansu" or "kafka" (default: ``default_broker()``).
     """
-    kind = kind or default_broker()
-    if kind == "kafka":
-        from devtools.kafka import KafkaBroker
+    from devtools.brokers import launcher
 
-        return KafkaBroker(sasl=False).start()
-    from devtools.tansu import TansuBroker
-
-    return TansuBroker().start()
+    return launcher(kind or default_broker()).start()
 
 
 def progress(label: str, done: int, total: int, started: float) -> None:
