@@ -149,6 +149,17 @@ def start(command: list[str], env: dict) -> subprocess.Popen:
     )
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to each, then wait; SIGKILL what is still there after 15 s."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def applied_events() -> int:
     from notifications.models import ProcessedEvent
 
@@ -283,13 +294,7 @@ def main() -> int:
             )
         rows = [run_rate(rate, seconds, slots, patients) for rate in (100, 1000)]
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         broker.stop()
 
     print_table(
