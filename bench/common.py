@@ -15,7 +15,6 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,14 +49,9 @@ def bench_env(broker_address: str, **extra: str) -> dict:
 
 def recreate_database(url: str = BENCH_DATABASE_URL) -> None:
     """Drop and create the bench database so every run starts empty."""
-    import psycopg
+    from devtools.postgres import recreate_database as recreate
 
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    recreate(url)
 
 
 def setup_django(broker_address: str, **extra: str) -> None:
@@ -123,7 +117,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def print_table(title: str, headers: list[str], rows: list[list]) -> None:
-    """The title, then the table indented: numbers right-aligned, a rule under headers."""
+    """The title, then the table indented: numbers right, a rule under headers."""
     from core.tables import render_table
 
     table = render_table(headers, rows, numbers_right=True, rule=True)

@@ -10,7 +10,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from devtools.chaos.config import ROOT
-from devtools.chaos.stack import APP_NAMES, PY, RELAY_APP_PREFIX, maintenance_url
+from devtools.chaos.stack import APP_NAMES, PY, RELAY_APP_PREFIX
+from devtools.postgres import maintenance_url
 
 TERMINATE = """
     SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity

@@ -3,7 +3,6 @@
 import os
 import sys
 import time
-from urllib.parse import urlparse, urlunparse
 
 import requests
 
@@ -23,20 +22,6 @@ APP_NAMES = {
     "runner": "chaos-runner",
 }
 RELAY_APP_PREFIX = "outbox-relay"  # outbox-relay, outbox-relay-mark, -control
-
-
-def maintenance_url(url: str) -> str:
-    """The same server, database ``postgres``: to create, drop and fence the run's one."""
-    return urlunparse(urlparse(url)._replace(path="/postgres"))
-
-
-def recreate_database(config: Config) -> None:
-    import psycopg
-
-    name = config.database_name
-    with psycopg.connect(maintenance_url(config.database_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def base_env(config: Config, broker_address: str, smtp_port: int) -> dict:
