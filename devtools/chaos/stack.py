@@ -1,6 +1,7 @@
 """The system under test: database, broker, SMTP sink, web, relays, consumers, sender."""
 
 import os
+import shutil
 import sys
 import time
 
@@ -63,6 +64,8 @@ class Stack:
         config.workdir.mkdir(parents=True, exist_ok=True)
         for old in config.workdir.glob("*.log"):
             old.unlink()
+        # a run starts on an empty broker, as on an empty database
+        shutil.rmtree(config.workdir / "kafka", ignore_errors=True)
         self.sink = SmtpSink()
         self.broker = launcher(config.broker, config.workdir)
         self.env = base_env(config, self.broker.address, self.sink.port)
