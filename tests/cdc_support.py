@@ -156,7 +156,12 @@ def cdc_env(kafka, cdc_topic, cdc_slot):
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_FETCH_WAIT_MAX_MS": "10",
             "OUTBOX_POLL_INTERVAL_MS": "100",
-            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "DJANGO_SECRET_KEY": (
+                "test-secret-key-that-is-long-enough-for-hs256-and-django"
+            ),
+            "JWT_SIGNING_KEY": (
+                "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256"
+            ),
             "PYTHONUNBUFFERED": "1",
         }
     )

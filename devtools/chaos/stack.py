@@ -32,6 +32,7 @@ def base_env(config: Config, broker_address: str, smtp_port: int) -> dict:
         {
             "DATABASE_URL": config.database_url,
             "DJANGO_SECRET_KEY": config.secret,
+            "JWT_SIGNING_KEY": config.jwt_key,
             "DJANGO_SETTINGS_MODULE": "healthcare.settings",
             "DJANGO_DEBUG": "0",
             "DEMO_MODE": "0",
