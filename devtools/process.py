@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,7 +86,7 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches us, not it
-                preexec_fn=_die_with_parent,
+                preexec_fn=_death_signal(),
             )
         if ready is not None:
             self.wait_ready(ready, timeout)
@@ -198,6 +199,19 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError):
         return 0.0
+
+
+def _death_signal():
+    """The child's pre-exec hook: SIGTERM when we die, from the main thread only.
+
+    Linux sends PR_SET_PDEATHSIG when the *thread* that forked the child ends, so
+    a child started by a worker thread (the chaos supervisor and fault injector)
+    would be terminated when that thread finishes; those children rely on
+    ``stop()`` instead.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return _die_with_parent
+    return None
 
 
 def _die_with_parent() -> None:
