@@ -18,9 +18,7 @@ PostgreSQL, and the SQL statements one booking runs (counted in-process, printed
 import argparse
 import http.client
 import os
-import subprocess
 import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -36,23 +34,17 @@ from common import (
 )
 from loadgen import booking_bodies, run_open_loop, run_wrk, write_wrk_script
 
+from devtools.process import Process, free_port
+from devtools.process import cpu_seconds as process_cpu_seconds
+
 NO_BROKER = "127.0.0.1:9"  # the API never talks to Kafka; nothing needs to listen here
 # Its own database, so that other bench scripts running at the same time never drop it.
 DATABASE_URL = BENCH_DATABASE_URL + "_api"
-TICKS = os.sysconf("SC_CLK_TCK")
 # The naive baseline: the same API with no outbox write, by bench-only settings
 # (bench/settings_baseline.py and its URL conf) that no deployment can reach.
 BASELINE = {"DJANGO_SETTINGS_MODULE": "bench.settings_baseline"}
 # The audit trail's cost: the same API without its audit insert (bench-only too).
 NO_AUDIT = {"DJANGO_SETTINGS_MODULE": "bench.settings_no_audit"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(clients: int) -> list[dict]:
@@ -114,15 +106,7 @@ def statements_per_booking(plan: list[dict]) -> list[str]:
 
 
 def cpu_seconds(pids) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError):
-            pass
-    return total / TICKS
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def processes(*, parent: int | None = None, name: str | None = None) -> list[int]:
@@ -146,29 +130,18 @@ class Gunicorn:
 
     def __init__(self, workers: int, threads: int, **env: str):
         self.port = free_port()
-        self.log = open(ROOT / "var" / "bench-api-gunicorn.log", "ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-                "--log-level", "warning", "healthcare.wsgi:application",
-            ],
-            cwd=ROOT,
-            env=os.environ
-            | bench_env(NO_BROKER, DATABASE_URL=DATABASE_URL, **env)
-            | {
-                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-                "WEB_CONCURRENCY": str(workers),
-                "GUNICORN_THREADS": str(threads),
-            },
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not self._answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()  # never leave a half-started server behind
-                raise RuntimeError("gunicorn did not start; see var/bench-api-gunicorn.log")
-            time.sleep(0.1)
+        argv = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+        argv += ["--log-level", "warning", "healthcare.wsgi:application"]
+        env = os.environ | bench_env(NO_BROKER, DATABASE_URL=DATABASE_URL, **env)
+        env |= {
+            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_THREADS": str(threads),
+        }
+        log = ROOT / "var" / "bench-api-gunicorn.log"
+        self.process = Process("gunicorn", argv, log_path=log, env=env, cwd=ROOT)
+        # stopped if it is not ready: never a half-started server left behind
+        self.process.start(ready=self._answers, timeout=30)
 
     def _answers(self) -> bool:
         try:
@@ -179,16 +152,10 @@ class Gunicorn:
             return False
 
     def workers(self) -> list[int]:
-        return processes(parent=self.proc.pid)
+        return processes(parent=self.process.pid)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        self.process.stop(grace=15)
 
 
 def measured(server: Gunicorn, run) -> dict:

@@ -11,13 +11,15 @@ postgres://postgres@127.0.0.1:5432/healthcare_bench), migrated fresh, as the tes
 import json
 import os
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from devtools.process import rss_mb
 
 BENCH_DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/healthcare_bench"
@@ -47,14 +49,9 @@ def bench_env(broker_address: str, **extra: str) -> dict:
 
 def recreate_database(url: str = BENCH_DATABASE_URL) -> None:
     """Drop and create the bench database so every run starts empty."""
-    import psycopg
+    from devtools.postgres import recreate_database as recreate
 
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    recreate(url)
 
 
 def setup_django(broker_address: str, **extra: str) -> None:
@@ -97,14 +94,9 @@ def start_broker(kind: str | None = None):
 
     ``kind`` is "tansu" or "kafka" (default: ``default_broker()``).
     """
-    kind = kind or default_broker()
-    if kind == "kafka":
-        from devtools.kafka import KafkaBroker
+    from devtools.brokers import launcher
 
-        return KafkaBroker(sasl=False).start()
-    from devtools.tansu import TansuBroker
-
-    return TansuBroker().start()
+    return launcher(kind or default_broker()).start()
 
 
 def progress(label: str, done: int, total: int, started: float) -> None:
@@ -125,16 +117,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def print_table(title: str, headers: list[str], rows: list[list]) -> None:
-    cells = [[str(h) for h in headers]] + [
-        [f"{c:,.1f}" if isinstance(c, float) else f"{c:,}" if isinstance(c, int) else str(c) for c in row]
-        for row in rows
-    ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    print(f"\n{title}")
-    for n, row in enumerate(cells):
-        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            print("  " + "  ".join("-" * w for w in widths))
+    """The title, then the table indented: numbers right, a rule under headers."""
+    from core.tables import render_table
+
+    table = render_table(headers, rows, numbers_right=True, rule=True)
+    print(f"\n{title}\n" + textwrap.indent(table, "  "))
 
 
 def print_result(result: dict) -> None:
@@ -151,19 +138,9 @@ class PeakRss:
         self.peak_mb = 0.0
         self._stop = threading.Event()
 
-    def _rss_mb(self) -> float:
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
     def _run(self):
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._rss_mb())
+            self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
             time.sleep(self.interval)
 
     def __enter__(self):
@@ -174,11 +151,10 @@ class PeakRss:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._rss_mb())
+        self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
 
 
 def machine() -> str:
     cpus = os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{cpus} cores, {mem:.0f} GiB, Python {sys.version.split()[0]}"
-

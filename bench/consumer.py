@@ -23,8 +23,6 @@ consumer_peak_rss_mb.
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -43,6 +41,8 @@ from common import (
     setup_django,
     start_broker,
 )
+
+from devtools.process import Process
 
 TOPIC = "appointments-bench"
 PATIENTS, DOCTORS = 200, 20
@@ -152,18 +152,11 @@ def run_consumer(
             EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
         )
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "run_consumer",
-            "--email" if email else "--no-email",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    argv = [sys.executable, "manage.py", "run_consumer"]
+    argv.append("--email" if email else "--no-email")
+    log = ROOT / "var" / "bench-consumer.log"
+    log.unlink(missing_ok=True)
+    proc = Process("run_consumer", argv, log_path=log, env=env, cwd=ROOT).start()
     try:
         with PeakRss(proc.pid) as rss:
             first_at = first_count = None
@@ -178,19 +171,12 @@ def run_consumer(
                     progress(label, count, n, first_at)
                 if count >= n:
                     break
-                if proc.poll() is not None or now > deadline:
-                    raise RuntimeError(
-                        f"run_consumer stopped or stalled: {proc.stderr.read().decode()[-2000:]}"
-                    )
+                if not proc.running or now > deadline:
+                    proc.fail("stopped or stalled")
                 time.sleep(0.05)
             last_at = time.monotonic()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(grace=20)
     elapsed = last_at - first_at
     return {
         "rate": (n - first_count) / elapsed if elapsed > 0 else float("inf"),

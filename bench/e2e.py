@@ -19,7 +19,6 @@ import argparse
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import time
 from datetime import date, timedelta
@@ -38,6 +37,8 @@ from common import (
     setup_django,
     start_broker,
 )
+
+from devtools.process import Process
 
 TOPIC = "appointments-e2e"
 DOCTORS, PATIENTS = 250, 600
@@ -139,14 +140,19 @@ def observe(patients, stop, results) -> None:
     results.put(seen)
 
 
-def start(command: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "manage.py", *command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def start(command: list[str], env: dict) -> Process:
+    """``manage.py COMMAND``, its output in ``var/bench-e2e-COMMAND.log``."""
+    log = ROOT / "var" / f"bench-e2e-{command[0]}.log"
+    argv = [sys.executable, "manage.py", *command]
+    return Process(command[0], argv, log_path=log, env=env, cwd=ROOT).start()
+
+
+def stop(procs: list[Process]) -> None:
+    """SIGTERM to all at once, then each reaped; SIGKILL what is left after 15 s."""
+    for p in procs:
+        p.signal(signal.SIGTERM)
+    for p in procs:
+        p.stop(grace=15)
 
 
 def applied_events() -> int:
@@ -283,13 +289,7 @@ def main() -> int:
             )
         rows = [run_rate(rate, seconds, slots, patients) for rate in (100, 1000)]
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         broker.stop()
 
     print_table(

@@ -12,7 +12,6 @@ paths and, last, one JSON line.
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from common import (
 )
 
 from devtools.connect import ConnectWorker
-from devtools.interim import KafkaBroker
+from devtools.kafka import KafkaBroker
 
 RATES = (100, 1000)
 
@@ -71,16 +70,6 @@ def measure(procs, seconds, slots, patients) -> list[dict]:
     return [e2e.run_rate(rate, seconds, slots, patients) for rate in RATES]
 
 
-def stop(procs) -> None:
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def run_both(broker, work: Path, seconds: float) -> dict:
     setup_django(broker.address, **topics("poll"))
     from relay import cdc
@@ -92,7 +81,7 @@ def run_both(broker, work: Path, seconds: float) -> dict:
     try:
         results = {"poll": measure(procs, seconds, slots, patients)}
     finally:
-        stop(procs)
+        e2e.stop(procs)
     env = use_path("cdc", broker.address) | {"OUTBOX_RELAY": "cdc"}
     cdc.cdc_setup()
     worker = ConnectWorker(work / "connect", broker.address).start()
@@ -104,7 +93,7 @@ def run_both(broker, work: Path, seconds: float) -> dict:
         results["connect_start_s"] = worker.started_in
         results["connect_rss_mb"] = worker.rss_mb()
     finally:
-        stop(procs)
+        e2e.stop(procs)
         worker.stop()
         cdc.cdc_teardown()
     return results
@@ -118,7 +107,7 @@ def main() -> int:
     seconds = 3 if args.quick else args.seconds
     recreate_database()
     work = Path(tempfile.mkdtemp(prefix="bench-cdc-"))
-    broker = KafkaBroker(work / "kafka").start()
+    broker = KafkaBroker(data_dir=work / "kafka", sasl=False).start()
     try:
         results = run_both(broker, work, seconds)
     finally:

@@ -14,11 +14,10 @@
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from common import (
     ROOT,
@@ -34,6 +33,8 @@ from common import (
     setup_django,
     start_broker,
 )
+
+from devtools.process import Process, cpu_seconds
 
 TOPIC = "bench-appointments"
 
@@ -197,39 +198,12 @@ def measure_naive(n: int, time_limit: float) -> tuple[float, int]:
 
 
 # -- (a) and (d): the relay as a real process ----------------------------------------
-class RelayProcess:
-    def __init__(self, env: dict, log_path):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "run_relay"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "producer ready" in self.log_path.read_text(errors="replace"):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("relay did not start:\n" + self.log_path.read_text(errors="replace"))
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        finally:
-            self.log.close()
+def start_relay(env: dict, log_path: Path) -> Process:
+    """``manage.py run_relay`` (its log started afresh), once its producer is up."""
+    log_path.unlink(missing_ok=True)
+    argv = [sys.executable, "manage.py", "run_relay"]
+    relay = Process("run_relay", argv, log_path=log_path, env=env, cwd=ROOT)
+    return relay.start(ready=lambda: relay.log_contains("producer ready"), timeout=60)
 
 
 def measure_latency(rate: int, seconds: float) -> list[float]:
@@ -289,10 +263,9 @@ def main() -> int:
 
         reset_outbox()
         env = {**os.environ, **bench_env(broker.address, **extra), "LOG_LEVEL": "INFO"}
-        relay = RelayProcess(env, log_path)
-        relay.wait_ready()
+        relay = start_relay(env, log_path)
         rounds = []
-        with PeakRss(relay.proc.pid) as rss:
+        with PeakRss(relay.pid) as rss:
             for _ in range(args.rounds):
                 reset_outbox()
                 committed_at = insert_pending(args.events)
@@ -301,12 +274,12 @@ def main() -> int:
                 rounds.append(args.events / (last_published() - committed_at))
         relay_rate = percentile(rounds, 50)
 
-        cpu_before = relay.cpu_seconds()
+        cpu_before = cpu_seconds(relay.pid)
         time.sleep(args.idle_seconds)
-        idle_cpu = (relay.cpu_seconds() - cpu_before) / args.idle_seconds * 100
+        idle_cpu = (cpu_seconds(relay.pid) - cpu_before) / args.idle_seconds * 100
 
         latencies = measure_latency(500, args.latency_seconds)
-        status = relay.stop()
+        status = relay.stop(grace=15)
         relay = None
         if status != 0:
             raise RuntimeError(f"relay exited with {status}")
@@ -314,7 +287,7 @@ def main() -> int:
         naive_rate, naive_done = measure_naive(args.naive_events, args.naive_seconds)
     finally:
         if relay is not None:
-            relay.proc.kill()
+            relay.kill()
         broker.stop()
 
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)

@@ -17,15 +17,9 @@ import urllib.request
 from pathlib import Path
 
 from devtools import maven
-from devtools.interim import (
-    JVM,
-    KAFKA_VERSION,
-    LOG4J_VERSION,
-    Process,
-    free_port,
-    log4j_config,
-    tail,
-)
+from devtools.kafka_jars import KAFKA_VERSION, LOG4J_VERSION
+from devtools.kafka_node import java_command, log4j_properties
+from devtools.process import Process, free_port, tail
 
 DEBEZIUM_VERSION = "3.6.1.Final"
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +36,9 @@ header.converter=org.apache.kafka.connect.storage.SimpleHeaderConverter
 config.providers=env
 config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
 """
+LOG4J = log4j_properties(
+    {"org.apache.kafka.clients": "WARN", "org.apache.kafka.common.config": "WARN"}
+)
 
 
 class ConnectError(RuntimeError):
@@ -110,10 +107,10 @@ class ConnectWorker:
                 flush_ms=self.flush_ms,
             )
         )
-        argv = ["java", "-Xms128m", "-Xmx768m", *JVM, "-cp", f"{connect_jars()}/*"]
-        argv += [
-            f"-Dlog4j2.configurationFile={log4j_config(self.directory, self.log_path)}"
-        ]
+        log4j = self.directory / "log4j2.properties"
+        argv = java_command(
+            connect_jars(), log4j, LOG4J, heap=("128m", "768m"), c1=True
+        )
         argv += ["org.apache.kafka.connect.cli.ConnectStandalone", worker]
         env = os.environ.copy() | (self.env or {})
         self.process = Process("kafka connect", argv, log_path=self.log_path, env=env)

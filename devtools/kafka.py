@@ -48,6 +48,8 @@ class _Launcher:
     kind = KIND
     label = LABEL
     version = KAFKA_VERSION
+    keeps_data = True  # a restarted node comes back with its topics and offsets
+    read_committed_hides_aborted = True
 
     def __init__(self, data_dir: Path | None):
         self.owns_data = data_dir is None
@@ -110,6 +112,11 @@ class _Launcher:
             node.stop()
         if self.owns_data if wipe is None else wipe:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL every node (a crash); the data stays, ``start()`` resumes on it."""
+        for node in self.nodes:
+            node.kill()
 
     def restart(self, wipe: bool = False) -> None:
         """Stop and start again; with ``wipe``, empty like a new cluster."""
@@ -187,6 +194,11 @@ class KafkaBroker(_Launcher):
             ),
             "super.users": f"User:ANONYMOUS;User:{ADMIN_USER}",
         }
+
+    @property
+    def process(self):
+        """The node's process (to SIGSTOP and SIGCONT it); None before a start."""
+        return self.nodes[0].process
 
     @property
     def sasl_address(self) -> str:

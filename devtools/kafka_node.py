@@ -14,22 +14,53 @@ JVM_OPTIONS = [
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 ]
-BROKER_LOG4J = """status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = OUT
-logger.state.name = state.change.logger
-logger.state.level = WARN
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-"""
-TOOLS_LOG4J = BROKER_LOG4J.replace(
-    "Console\n", "Console\nappender.out.target = SYSTEM_ERR\n"
-)
-TOOLS_LOG4J = TOOLS_LOG4J.replace("rootLogger.level = INFO", "rootLogger.level = WARN")
+
+
+def log4j_properties(
+    loggers: dict[str, str], *, root: str = "INFO", stderr: bool = False
+) -> str:
+    """A log4j2 configuration for a Kafka JVM: one console appender, levels by logger.
+
+    The console is the process's stdout (``stderr``: its stderr), which
+    ``devtools.process.Process`` writes to the log file.
+    """
+    lines = ["status = warn", "appender.out.type = Console", "appender.out.name = OUT"]
+    lines += ["appender.out.target = SYSTEM_ERR"] if stderr else []
+    lines += [
+        "appender.out.layout.type = PatternLayout",
+        "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+        f"rootLogger.level = {root}",
+        "rootLogger.appenderRef.out.ref = OUT",
+    ]
+    for n, (name, level) in enumerate(loggers.items()):
+        lines += [f"logger.l{n}.name = {name}", f"logger.l{n}.level = {level}"]
+    return "\n".join(lines) + "\n"
+
+
+def java_command(
+    libs: Path, log4j_file: Path, log4j: str, *, heap: tuple[str, str], c1: bool
+) -> list[str]:
+    """``java`` with our options and the jars of ``libs``; writes ``log4j_file``.
+
+    ``heap`` is (-Xms, -Xmx); ``c1`` keeps the JIT at its first tier (a quicker
+    start for short-lived tools and test workers).
+    """
+    log4j_file.write_text(log4j)
+    return [
+        "java",
+        f"-Xms{heap[0]}",
+        f"-Xmx{heap[1]}",
+        *(["-XX:TieredStopAtLevel=1"] if c1 else []),
+        *JVM_OPTIONS,
+        f"-Dlog4j2.configurationFile={log4j_file}",
+        "-cp",
+        f"{libs}/*",
+    ]
+
+
+_QUIET = {"state.change.logger": "WARN", "kafka.request.logger": "WARN"}
+BROKER_LOG4J = log4j_properties(_QUIET)
+TOOLS_LOG4J = log4j_properties(_QUIET, root="WARN", stderr=True)
 
 
 def new_cluster_id() -> str:
@@ -82,20 +113,10 @@ class KafkaNode:
         return self.data_dir / "broker.log"
 
     def java(self, log4j: str, quick: bool) -> list[str]:
-        heap = ["-Xms64m", "-Xmx256m"] if quick else ["-Xms128m", f"-Xmx{self.heap}"]
-        jit = ["-XX:TieredStopAtLevel=1"] if quick else []
+        heap = ("64m", "256m") if quick else ("128m", self.heap)
         config = self.data_dir / ("tools" if quick else "broker")
         config = config.with_suffix(".log4j2.properties")
-        config.write_text(log4j)
-        return [
-            "java",
-            *heap,
-            *jit,
-            *JVM_OPTIONS,
-            f"-Dlog4j2.configurationFile={config}",
-            "-cp",
-            f"{libs_dir()}/*",
-        ]
+        return java_command(libs_dir(), config, log4j, heap=heap, c1=quick)
 
     def format(self, cluster_id: str, *, standalone: bool, scram: dict) -> None:
         """Write the config and format storage (once: kept data is reused)."""

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +74,10 @@ class Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._seen = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
+            # appended across restarts: mark each (the name only: argv may hold
+            # a password, e.g. Kafka's --add-scram)
+            log.write(f"--- start: {self.name}\n".encode())
+            log.flush()
             self.proc = subprocess.Popen(
                 self.argv,
                 env=self.env,
@@ -81,7 +86,7 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches us, not it
-                preexec_fn=_die_with_parent,
+                preexec_fn=_death_signal(),
             )
         if ready is not None:
             self.wait_ready(ready, timeout)
@@ -112,6 +117,21 @@ class Process:
         self._seen = max(self._seen - len(text), 0) + len(chunk)
         return text.encode() in chunk
 
+    def output(self) -> str:
+        """The whole log so far ("" when there is none)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def reap(self) -> int | None:
+        """The exit code once the process has ended, reported once (then forgotten)."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
     def fail(self, what: str) -> None:
         lines = tail(self.log_path, 400).splitlines()
         errors = [line for line in lines if " ERROR " in line or " FATAL " in line]
@@ -133,10 +153,14 @@ class Process:
             self.proc.wait()
 
     def stop(self, grace: float = 10) -> int | None:
-        """SIGTERM, SIGKILL after ``grace`` seconds; returns the exit code."""
+        """SIGTERM, SIGKILL after ``grace`` seconds; returns the exit code.
+
+        A SIGCONT goes first: a process stopped by SIGSTOP cannot act on SIGTERM.
+        """
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(grace)
@@ -146,20 +170,48 @@ class Process:
 
     def rss_mb(self) -> float:
         """Resident memory of the running process in MB (0 when gone)."""
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except (OSError, TypeError):
-            pass
-        return 0.0
+        return rss_mb(self.pid) if self.pid else 0.0
 
     def __enter__(self) -> "Process":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB, from /proc (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used, from /proc (0 when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+def _death_signal():
+    """The child's pre-exec hook: SIGTERM when we die, from the main thread only.
+
+    Linux sends PR_SET_PDEATHSIG when the *thread* that forked the child ends, so
+    a child started by a worker thread (the chaos supervisor and fault injector)
+    would be terminated when that thread finishes; those children rely on
+    ``stop()`` instead.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return _die_with_parent
+    return None
 
 
 def _die_with_parent() -> None:

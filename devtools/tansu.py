@@ -15,6 +15,8 @@ class TansuBroker:
 
     kind = KIND
     label = LABEL
+    keeps_data = False  # memory only
+    read_committed_hides_aborted = False  # DESIGN.md section 9
 
     def __init__(
         self,
@@ -50,6 +52,15 @@ class TansuBroker:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(grace=5)
+        self._released()
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: what it held is gone), then wait until the port is free."""
+        if self.process is not None:
+            self.process.kill()
+        self._released()
+
+    def _released(self) -> None:
         self.process = None
         deadline = time.monotonic() + 10
         while port_open(self.port) and time.monotonic() < deadline:

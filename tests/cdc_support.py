@@ -17,7 +17,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from devtools.connect import ConnectWorker
-from devtools.interim import KafkaBroker
+from devtools.kafka import KafkaBroker
 from relay import cdc
 from relay.models import OutboxEvent
 from tests.conftest import wait_until
@@ -38,7 +38,8 @@ __all__ = [
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory):
     """One Apache Kafka node for the session (CDC needs the JVM client's broker)."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka")).start()
+    broker = KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka"), sasl=False)
+    broker.start()
     yield broker
     broker.stop()
 
@@ -155,7 +156,12 @@ def cdc_env(kafka, cdc_topic, cdc_slot):
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_FETCH_WAIT_MAX_MS": "10",
             "OUTBOX_POLL_INTERVAL_MS": "100",
-            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "DJANGO_SECRET_KEY": (
+                "test-secret-key-that-is-long-enough-for-hs256-and-django"
+            ),
+            "JWT_SIGNING_KEY": (
+                "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256"
+            ),
             "PYTHONUNBUFFERED": "1",
         }
     )

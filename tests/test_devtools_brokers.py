@@ -45,6 +45,22 @@ def test_a_process_never_ready_is_stopped_after_the_timeout(tmp_path):
     assert proc.proc.poll() is not None  # stopped and reaped, not left running
 
 
+def test_a_process_started_by_a_thread_outlives_the_thread(tmp_path):
+    """The chaos supervisor restarts processes from its thread, which ends first."""
+    import threading
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    proc = Process("sleeper", sleeper, log_path=tmp_path / "s.log")
+    starter = threading.Thread(target=proc.start)
+    starter.start()
+    starter.join()
+    try:
+        time.sleep(1)
+        assert proc.running
+    finally:
+        proc.stop()
+
+
 def deliver(config: dict, topic: str, timeout_ms: int = 10000) -> KafkaError | None:
     """Produce one record and return its delivery error (None when acknowledged)."""
     producer = Producer(config | {"message.timeout.ms": timeout_ms, "acks": "all"})

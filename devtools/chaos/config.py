@@ -41,6 +41,7 @@ class Config:
     )
     drain_timeout: float = 120.0
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    jwt_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
 
     @classmethod
     def from_env(cls) -> "Config":

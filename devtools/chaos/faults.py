@@ -10,7 +10,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from devtools.chaos.config import ROOT
-from devtools.chaos.stack import APP_NAMES, PY, RELAY_APP_PREFIX, maintenance_url
+from devtools.chaos.stack import APP_NAMES, PY, RELAY_APP_PREFIX
+from devtools.postgres import maintenance_url
 
 TERMINATE = """
     SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -63,7 +64,7 @@ class Faults:
             pid = int(holder.rsplit(":", 1)[-1]) if ":" in holder else 0
             pids[pid] = pids.get(pid, 0) + 1
         procs = [(n, self.stack.by_pid(pid)) for pid, n in pids.items()]
-        procs = [(n, p) for n, p in procs if p is not None and p.alive()]
+        procs = [(n, p) for n, p in procs if p is not None and p.running]
         return [p for _, p in sorted(procs, key=lambda item: (-item[0], item[1].name))]
 
     def _backlog(self, rows: int = 400) -> int:
@@ -100,7 +101,7 @@ class Faults:
 
     # -- relay ------------------------------------------------------------------
     def relay_kill(self, fault) -> dict:
-        relays = [p for p in self.stack.named("relay-") if p.alive()]
+        relays = [p for p in self.stack.named("relay-") if p.running]
         return self._kill(relays[fault.pick % len(relays)])
 
     def relay_kill_leader_backlog(self, fault) -> dict:
@@ -157,7 +158,7 @@ class Faults:
     def consumer_kill(self, fault) -> dict:
         queued = self._backlog()
         self._wait_draining(queued, fraction=0.7)
-        consumers = [p for p in self.stack.named("consumer-") if p.alive()]
+        consumers = [p for p in self.stack.named("consumer-") if p.running]
         return self._kill(consumers[fault.pick % len(consumers)]) | {"backlog": queued}
 
     def db_cut_consumer(self, fault) -> dict:

@@ -19,7 +19,8 @@ from django.db import DatabaseError
 
 from devtools.chaos import report, verdict
 from devtools.chaos.config import Config
-from devtools.chaos.stack import APP_NAMES, Stack, recreate_database
+from devtools.chaos.stack import APP_NAMES, Stack
+from devtools.postgres import maintenance_url, recreate_database
 
 
 def say(message: str) -> None:
@@ -137,7 +138,7 @@ def main() -> int:
         f"chaos: seed {config.seed}, {config.duration:g} s, broker {config.broker}, "
         f"database {config.database_name}, logs in {config.workdir}"
     )
-    recreate_database(config)
+    recreate_database(config.database_url)
     stack = Stack(config)
     try:
         return _run(config, stack)
@@ -148,8 +149,6 @@ def main() -> int:
 
 def _allow_connections(config: Config) -> None:
     import psycopg
-
-    from devtools.chaos.stack import maintenance_url
 
     with psycopg.connect(maintenance_url(config.database_url), autocommit=True) as conn:
         conn.execute(

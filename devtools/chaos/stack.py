@@ -1,16 +1,17 @@
 """The system under test: database, broker, SMTP sink, web, relays, consumers, sender."""
 
 import os
+import shutil
 import sys
 import time
-from urllib.parse import urlparse, urlunparse
 
 import requests
 
-from devtools.chaos.brokers import broker_for
+from devtools.brokers import launcher
 from devtools.chaos.config import ROOT, Config
-from devtools.chaos.procs import Proc, free_port
 from devtools.chaos.smtp import SmtpSink
+from devtools.kafka_jars import KafkaUnavailable
+from devtools.process import Process, free_port
 
 PY = sys.executable
 # application_name of each kind of process, as the database sees it. The relay names
@@ -24,20 +25,6 @@ APP_NAMES = {
 RELAY_APP_PREFIX = "outbox-relay"  # outbox-relay, outbox-relay-mark, -control
 
 
-def maintenance_url(url: str) -> str:
-    """The same server, database ``postgres``: to create, drop and fence the run's one."""
-    return urlunparse(urlparse(url)._replace(path="/postgres"))
-
-
-def recreate_database(config: Config) -> None:
-    import psycopg
-
-    name = config.database_name
-    with psycopg.connect(maintenance_url(config.database_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def base_env(config: Config, broker_address: str, smtp_port: int) -> dict:
     """The environment every process of the run shares (secrets made for this run)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}
@@ -45,6 +32,7 @@ def base_env(config: Config, broker_address: str, smtp_port: int) -> dict:
         {
             "DATABASE_URL": config.database_url,
             "DJANGO_SECRET_KEY": config.secret,
+            "JWT_SIGNING_KEY": config.jwt_key,
             "DJANGO_SETTINGS_MODULE": "healthcare.settings",
             "DJANGO_DEBUG": "0",
             "DEMO_MODE": "0",
@@ -77,22 +65,24 @@ class Stack:
         config.workdir.mkdir(parents=True, exist_ok=True)
         for old in config.workdir.glob("*.log"):
             old.unlink()
+        # a run starts on an empty broker, as on an empty database
+        shutil.rmtree(config.workdir / "kafka", ignore_errors=True)
         self.sink = SmtpSink()
-        self.broker = broker_for(config.broker, config.workdir, dict(os.environ))
+        self.broker = launcher(config.broker, config.workdir)
         self.env = base_env(config, self.broker.address, self.sink.port)
         self.web_port = free_port()
-        self.procs: dict[str, Proc] = {}
+        self.procs: dict[str, Process] = {}
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def _proc(self, name: str, argv: list[str], app: str | None, **extra) -> Proc:
+    def _proc(self, name: str, argv: list[str], app: str | None, **extra) -> Process:
         env = {**self.env, **extra}
         if app:
             env["PGAPPNAME"] = app
         log = self.config.workdir / f"{name}.log"
-        self.procs[name] = Proc(name, argv, env=env, cwd=ROOT, log=log)
+        self.procs[name] = Process(name, argv, log_path=log, env=env, cwd=ROOT)
         return self.procs[name]
 
     def manage(self, *args: str, timeout: float = 300) -> None:
@@ -128,7 +118,10 @@ class Stack:
 
     def start_broker(self) -> None:
         self.sink.start()
-        self.broker.start()
+        try:
+            self.broker.start()
+        except KafkaUnavailable as exc:
+            raise SystemExit(f"BROKER=kafka: {exc}") from None
 
     def start_services(self) -> None:
         self.define()
@@ -144,15 +137,15 @@ class Stack:
                     return
             except requests.RequestException:
                 pass
-            if not self.procs["web"].alive():
+            if not self.procs["web"].running:
                 break
             time.sleep(0.2)
         raise RuntimeError(f"gunicorn did not answer; see {self.procs['web'].log_path}")
 
-    def named(self, prefix: str) -> list[Proc]:
+    def named(self, prefix: str) -> list[Process]:
         return [p for name, p in sorted(self.procs.items()) if name.startswith(prefix)]
 
-    def by_pid(self, pid: int) -> Proc | None:
+    def by_pid(self, pid: int) -> Process | None:
         return next((p for p in self.procs.values() if p.pid == pid), None)
 
     def stop_services(self) -> dict[str, int | None]:

@@ -41,7 +41,7 @@ class Supervisor:
                     if name in self.held:
                         continue
                     code = proc.reap()
-                    if code is None and proc.popen is not None:
+                    if code is None and proc.proc is not None:
                         continue
                     time.sleep(self.restart_delay)
                     proc.start()
