@@ -1,30 +1,13 @@
 import time
-from datetime import datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
-from django.utils import dateparse, timezone
+from django.utils import timezone
 
 from audit.trail import audit_command
-from core.env import parse_duration
 from core.progress import ProgressBar
+from core.times import parse_when
 from relay.replay import outbox_replay, outbox_replay_selection
-
-
-def parse_when(option: str, raw: str) -> datetime:
-    """An ISO 8601 date or datetime (UTC unless it says otherwise), or an age like ``2h``."""
-    value = dateparse.parse_datetime(raw)
-    if value is None:
-        day = dateparse.parse_date(raw)
-        value = datetime(day.year, day.month, day.day) if day else None
-    if value is None:
-        try:
-            return timezone.now() - timedelta(seconds=parse_duration(raw))
-        except ValueError:
-            raise CommandError(
-                f"{option}: {raw!r} is neither an ISO 8601 date/datetime nor an age like 2h"
-            ) from None
-    return timezone.make_aware(value, timezone.get_default_timezone()) if timezone.is_naive(value) else value
 
 
 class Command(BaseCommand):
