@@ -146,8 +146,12 @@ class PostgresLeadership:
                     acquired = []
         elif self.held:
             self._lost += self._lost_connection("not connected")
+        # A shard lost (say by wait()) and taken back by the reconnect above is held
+        # again under a new epoch: it is acquired, not lost. Losing a shard clears
+        # ``held``, so what is still held now was re-acquired in this call.
         lost, self._lost = self._lost, []
-        return [s for s in acquired if s in self.held], lost
+        acquired = [s for s in acquired if s in self.held]
+        return acquired, sorted({s for s in lost if s not in self.held})
 
     def _members(self) -> dict[int, int]:
         rows = self.conn.execute(

@@ -51,6 +51,7 @@ class ShardSet:
         for shard in lost:
             self.drop(shard, "leadership lost")
         for shard in acquired:
+            self._close_former_publisher(shard)
             self.publishers[shard] = self._new_publisher(shard)
             self._next_start[shard] = 0.0
             logger.info(
@@ -126,6 +127,18 @@ class ShardSet:
         for shard in list(self.publishers):
             self.drop(shard, "relay stopping")
         self.leadership.close()
+
+    def _close_former_publisher(self, shard: int) -> None:
+        """A shard lost and taken back at once: its old producer must not go on.
+
+        The new producer's ``init_transactions`` fences the old one at the broker,
+        and the new lease epoch fences the old batches' marks.
+        """
+        publisher = self.publishers.pop(shard, None)
+        self.draining.discard(shard)
+        if publisher is not None:
+            publisher.close()
+            logger.warning("relay: shard %d taken back after its lock was lost", shard)
 
     def _new_publisher(self, shard: int) -> ShardPublisher:
         return ShardPublisher(shard, **self.producer_overrides)
