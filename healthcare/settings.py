@@ -344,6 +344,13 @@ if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUT
 
 # Notification email channel (sent by run_consumer's email thread, with retries).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+# How long a claimed delivery waits before another sender may take it (a sender
+# killed mid-send): longer than a round of sending, at most a day.
+EMAIL_LEASE_SECONDS = env_int("EMAIL_LEASE_SECONDS", 300, minimum=1)
+if EMAIL_LEASE_SECONDS > 86400:
+    raise ImproperlyConfigured(
+        f"EMAIL_LEASE_SECONDS={EMAIL_LEASE_SECONDS} must be at most 86400 (a day)."
+    )
 NOTIFICATION_EMAIL = {
     "ENABLED": env_bool("NOTIFICATION_EMAIL_ENABLED", True),
     "BATCH_SIZE": env_int("NOTIFICATION_EMAIL_BATCH_SIZE", 100, minimum=1),
