@@ -216,8 +216,8 @@ class PostgresLeadership:
         if self.conn is not None and not self.conn.closed:
             try:
                 self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LEADER, shard))
-            except Exception as exc:
-                self._lost_connection(exc)
+            except Exception as exc:  # the other shards went with the connection
+                self._lost += self._lost_connection(exc)
 
     # -- waiting -------------------------------------------------------------
     def wait(self, timeout: float, wake_fd: int) -> None:

@@ -5,12 +5,15 @@ maintain() made the relay take its shards back and give them up in one turn, and
 died of a KeyError.
 """
 
+import os
 import time
 
 import pytest
 from django.db import connection
 
-from relay.models import OutboxEvent
+from relay.leadership import PostgresLeadership
+from relay.models import OutboxEvent, ShardLease
+from relay.store import PostgresStore
 from tests.conftest import wait_until
 from tests.kafka_utils import read_topic
 from tests.relay_support import (
@@ -32,6 +35,35 @@ def cut_control_connection() -> int:
             "AND datname = current_database()"
         )
         return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres_only
+def test_shards_lost_while_waiting_and_taken_back_at_once_are_acquired_not_lost():
+    store = PostgresStore("outbox-relay-test")
+    leadership = PostgresLeadership(
+        shard_count=4, store=store, lease_timeout=5, holder="cut"
+    )
+    try:
+        acquired, lost = leadership.maintain()
+        assert (sorted(acquired), lost) == ([0, 1, 2, 3], [])
+        epochs = dict(leadership.held)
+        cut_control_connection()
+        r, w = os.pipe()
+        try:  # wait() sees the cut (once the backend has gone): every shard lost
+            assert wait_until(lambda: leadership.wait(0.2, r) or not leadership.held)
+        finally:
+            os.close(r), os.close(w)
+
+        time.sleep(leadership.acquire_interval)  # its next try for free shards is due
+        acquired, lost = leadership.maintain()  # reconnects and takes them back
+
+        assert (sorted(acquired), lost) == ([0, 1, 2, 3], [])
+        assert leadership.held == {s: e + 1 for s, e in epochs.items()}
+        assert dict(ShardLease.objects.values_list("shard", "epoch")) == leadership.held
+        assert leadership.maintain() == ([], [])
+    finally:
+        leadership.close()
+        store.close()
 
 
 @pytest.mark.postgres_only
