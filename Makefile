@@ -14,7 +14,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-# BROKER=tansu (default, nothing to install) or BROKER=kafka (Apache Kafka, Java + Maven)
+# BROKER=tansu (default, nothing to install) or BROKER=kafka (Apache Kafka, Java + Maven);
+# RELAY=poll (default) or RELAY=cdc (Debezium on Kafka Connect; BROKER=kafka, PostgreSQL)
 run: $(STAMP)
 	BROKER=$(BROKER) $(PY) scripts/devrun.py
 

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 
 from appointments import services
 from appointments.models import Appointment, Doctor, WorkingHours
+from audit.admin_mixins import AuditedAdmin
 from core.errors import ApplicationError
 
 
@@ -64,8 +65,10 @@ def no_show_appointments(modeladmin, request, queryset):
 
 
 @admin.register(Appointment)
-class AppointmentAdmin(admin.ModelAdmin):
+class AppointmentAdmin(AuditedAdmin):
     """Read-only rows: every change goes through an action, i.e. a service and its event."""
+
+    audit_record_type = "appointment"
 
     list_display = [
         "id",

@@ -6,6 +6,7 @@ from rest_framework import generics, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from appointments import selectors, services
@@ -23,11 +24,14 @@ from appointments.serializers import (
     TokenRefreshOutput,
     UserOutput,
 )
+from audit.models import AuditEntry
+from audit.trail import audit_read
 from core.api import (
-    AuthRateThrottle,
     error_responses,
     query_params,
 )
+from core.throttling import AuthRateThrottle, BookingRateThrottle
+from core.tokens import LogoutInput
 
 
 def _traceparent(request) -> str:
@@ -79,7 +83,35 @@ class TokenApi(TokenObtainPairView):
     )
 )
 class TokenRefreshApi(TokenRefreshView):
+    """Answers a new access token and a new refresh token; the old one is spent."""
+
     throttle_classes = [AuthRateThrottle]
+
+
+class LogoutApi(APIView):
+    # Not throttled: revoking a token must work even from a throttled address.
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_logout",
+        request=LogoutInput,
+        responses={204: None} | error_responses(400, 401),
+        auth=[],
+    )
+    def post(self, request):
+        """Revoke a refresh token: refreshing with it answers 401 from now on."""
+        data = LogoutInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            data.save()
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def get_authenticate_header(self, request) -> str:
+        # A bad token answers 401 (as on refresh), not the 403 of a view without auth.
+        return 'Bearer realm="api"'
 
 
 # -- doctors -----------------------------------------------------------------------------
@@ -142,15 +174,24 @@ class DoctorSlotsApi(APIView):
 
 class AppointmentListCreateApi(generics.ListAPIView):
     serializer_class = AppointmentOutput
+    throttle_classes = [BookingRateThrottle]
 
     @extend_schema(
         operation_id="appointments_list",
         parameters=[AppointmentFilterInput],
-        responses={200: AppointmentOutput(many=True)} | error_responses(400, 401, 404),
+        responses={200: AppointmentOutput(many=True)}
+        | error_responses(400, 401, 404, 503),
     )
     def get(self, request, *args, **kwargs):
         """Appointments the caller may see: their own, a doctor's schedule, all for staff."""
-        return super().get(request, *args, **kwargs)
+        response = super().get(request, *args, **kwargs)
+        audit_read(
+            request,
+            action=AuditEntry.Action.LISTED,
+            record_type="appointment",
+            record_ids=[row["id"] for row in response.data["results"]],
+        )
+        return response
 
     def get_queryset(self):
         filters = query_params(AppointmentFilterInput, self.request)
@@ -165,7 +206,7 @@ class AppointmentListCreateApi(generics.ListAPIView):
     @extend_schema(
         operation_id="appointments_create",
         request=AppointmentBookInput,
-        responses={201: AppointmentOutput} | error_responses(400, 401, 409),
+        responses={201: AppointmentOutput} | error_responses(400, 401, 409, 429),
     )
     def post(self, request):
         """Book a free slot for the caller."""
@@ -185,17 +226,25 @@ class AppointmentListCreateApi(generics.ListAPIView):
 
 
 APPOINTMENT_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
-TRANSITION_RESPONSES = {200: AppointmentOutput} | error_responses(401, 403, 404, 409)
+TRANSITION_RESPONSES = {200: AppointmentOutput} | error_responses(
+    401, 403, 404, 409, 429
+)
 
 
 class AppointmentDetailApi(APIView):
     @extend_schema(
         operation_id="appointments_retrieve",
         parameters=[APPOINTMENT_ID],
-        responses={200: AppointmentOutput} | error_responses(401, 404),
+        responses={200: AppointmentOutput} | error_responses(401, 404, 503),
     )
     def get(self, request, pk):
         appointment = selectors.appointment_get(user=request.user, appointment_id=pk)
+        audit_read(
+            request,
+            action=AuditEntry.Action.VIEWED,
+            record_type="appointment",
+            record_ids=[appointment.pk],
+        )
         return Response(AppointmentOutput(appointment).data)
 
 
@@ -203,6 +252,7 @@ class AppointmentTransitionApi(APIView):
     """One state change without a body, answered with the appointment after it."""
 
     service = None
+    throttle_classes = [BookingRateThrottle]
 
     def transition(self, request, pk) -> Response:
         appointment = selectors.appointment_get(user=request.user, appointment_id=pk)
@@ -255,11 +305,14 @@ class AppointmentNoShowApi(AppointmentTransitionApi):
 
 
 class AppointmentRescheduleApi(APIView):
+    throttle_classes = [BookingRateThrottle]
+
     @extend_schema(
         operation_id="appointments_reschedule",
         parameters=[APPOINTMENT_ID],
         request=AppointmentRescheduleInput,
-        responses={200: AppointmentOutput} | error_responses(400, 401, 404, 409),
+        responses={200: AppointmentOutput}
+        | error_responses(400, 401, 404, 409, 429),
     )
     def post(self, request, pk):
         """Move a booked appointment to another free slot of the same doctor."""

@@ -13,7 +13,10 @@ APPOINTMENT_NO_SHOW = "appointment.no_show"
 
 
 def appointment_data(appointment) -> dict:
-    """The event data: ids and the minimum the notifications need (health data)."""
+    """The event data: ids and the minimum the notifications need (health data).
+
+    No free text typed by a person: the booking's ``reason`` stays in the database.
+    """
     doctor = appointment.doctor
     return {
         "appointmentId": str(appointment.id),
@@ -23,7 +26,6 @@ def appointment_data(appointment) -> dict:
         "doctorName": doctor.name,
         "date": appointment.date.isoformat(),
         "timeSlot": appointment.time_slot.strftime("%H:%M"),
-        "reason": appointment.reason,
         "status": appointment.status,
     }
 

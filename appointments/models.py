@@ -194,8 +194,8 @@ class AppointmentQuerySet(models.QuerySet):
         return [(d, p, _as_time(t), m) for d, p, t, m in rows]
 
     def visible_to(self, user):
-        """Staff see all; a doctor their schedule; everyone their own appointments."""
-        if user.is_staff:
+        """Staff with view permission see all; a doctor their schedule; all their own."""
+        if user.is_staff and user.has_perm("appointments.view_appointment"):
             return self
         return self.filter(models.Q(patient=user) | models.Q(doctor__user=user))
 

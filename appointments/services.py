@@ -6,15 +6,14 @@ so one appointment's events get outbox ids in commit order (DESIGN.md section 6)
 
 from collections.abc import Iterable
 from datetime import date as date_type
-from datetime import datetime, time, timedelta
+from datetime import time
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
+from appointments import rules
 from appointments.events import (
     APPOINTMENT_BOOKED,
     APPOINTMENT_CANCELLED,
@@ -24,21 +23,14 @@ from appointments.events import (
     appointment_event,
 )
 from appointments.models import (
-    MAX_SLOT_MINUTES,
     Appointment,
     Doctor,
-    Weekday,
     WorkingHours,
-    minutes_of,
-    overlaps,
-    time_of,
 )
-from core.errors import ApplicationError, Conflict, Forbidden, NotFound
+from audit.models import AuditEntry
+from audit.trail import audit_change
+from core.errors import ApplicationError, Forbidden, NotFound
 from relay.events import enqueue
-
-SLOT_TAKEN = "This slot is already booked; choose another one."
-PATIENT_BUSY = "You already have an appointment at that time."
-
 
 # -- patients --------------------------------------------------------------------
 
@@ -92,88 +84,6 @@ def doctor_set_working_hours(
     )
 
 
-# -- booking rules -----------------------------------------------------------------
-
-
-def _check_bookable(doctor: Doctor, day: date_type, time_slot: time) -> None:
-    """The slot is in the future, inside the horizon, on the doctor's grid."""
-    today = timezone.localdate()
-    if day < today:
-        raise ApplicationError("The date is in the past.", field="date")
-    if day > today + timedelta(days=settings.BOOKING_HORIZON_DAYS):
-        raise ApplicationError(
-            f"Appointments can be booked at most {settings.BOOKING_HORIZON_DAYS} days ahead.",
-            field="date",
-        )
-    if timezone.make_aware(datetime.combine(day, time_slot)) <= timezone.now():
-        raise ApplicationError("This time has already passed.", field="timeSlot")
-    periods = doctor.periods_on(day)
-    if not periods:
-        raise ApplicationError(
-            f"{doctor.name} does not work on {Weekday(day.weekday()).label}s.",
-            field="date",
-        )
-    if time_slot not in doctor.slot_grid(day, periods):
-        hours = ", ".join(f"{p.start:%H:%M}-{p.end:%H:%M}" for p in periods)
-        weekday = Weekday(day.weekday()).label
-        raise ApplicationError(
-            f"{time_slot:%H:%M} is not one of {doctor.name}'s slots: "
-            f"{doctor.slot_minutes}-minute slots within {hours} on {weekday}s.",
-            field="timeSlot",
-        )
-
-
-def _check_free(
-    *,
-    doctor: Doctor,
-    patient,
-    day: date_type,
-    time_slot: time,
-    moving: Appointment | None = None,
-) -> None:
-    """Neither the doctor nor the patient has another active appointment at that time."""
-    start = minutes_of(time_slot)
-    end = start + doctor.slot_minutes
-    doctor_busy, patient_busy = [], []
-    for doctor_id, patient_id, other_start, other_minutes in Appointment.objects.nearby(
-        doctor_id=doctor.pk,
-        patient_id=patient.pk,
-        day=day,
-        # Only these can overlap [start, end): no slot is longer than the maximum.
-        first=time_of(max(0, start - MAX_SLOT_MINUTES + 1)),
-        last=time_of(min(end - 1, 24 * 60 - 1)),
-        excluding=moving.pk if moving is not None else None,
-    ):
-        other = (minutes_of(other_start), other_minutes)
-        if doctor_id == doctor.pk:
-            doctor_busy.append(other)
-        if patient_id == patient.pk:
-            patient_busy.append(other)
-    if overlaps(start, doctor.slot_minutes, doctor_busy):
-        raise Conflict(SLOT_TAKEN, field="timeSlot")
-    if overlaps(start, doctor.slot_minutes, patient_busy):
-        raise Conflict(PATIENT_BUSY, field="timeSlot")
-
-
-def _lock_patient(patient) -> None:
-    """Serialise one patient's bookings, so that two overlapping ones cannot both pass."""
-    # SQLite has no row locks: its IMMEDIATE transactions already run one at a time.
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    table = connection.ops.quote_name(get_user_model()._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s{lock}", [patient.pk])
-
-
-def _conflict_from(exc: IntegrityError) -> Conflict:
-    """Name the rule a concurrent request broke (both databases' messages)."""
-    text = str(exc)
-    if "one_active_per_patient_time" in text or "appointment.patient_id" in text:
-        return Conflict(PATIENT_BUSY, field="timeSlot")
-    if "one_active_per_doctor_slot" in text or "appointment.doctor_id" in text:
-        return Conflict(SLOT_TAKEN, field="timeSlot")
-    raise exc
-
-
 def _emit(
     event_type: str, appointment: Appointment, *, traceparent: str, extra=None
 ) -> None:
@@ -200,11 +110,11 @@ def appointment_book(
         raise ApplicationError(
             "A doctor cannot book an appointment with themselves.", field="doctorId"
         )
-    _check_bookable(doctor, date, time_slot)
+    rules.check_bookable(doctor, date, time_slot)
     try:
         with transaction.atomic():
-            _lock_patient(patient)
-            _check_free(doctor=doctor, patient=patient, day=date, time_slot=time_slot)
+            rules.check_quota(rules.lock_patient(patient))
+            rules.check_free(doctor=doctor, patient=patient, day=date, time_slot=time_slot)
             appointment = Appointment.objects.create(
                 patient=patient,
                 doctor=doctor,
@@ -213,8 +123,11 @@ def appointment_book(
                 reason=reason,
             )
             _emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
+            audit_change(
+                AuditEntry.Action.BOOKED, appointment, by=patient, role="patient"
+            )
     except IntegrityError as exc:
-        raise _conflict_from(exc) from None
+        raise rules.conflict_from(exc) from None
     return appointment
 
 
@@ -228,8 +141,8 @@ def _locked(appointment: Appointment) -> Appointment:
 
 
 def _role(user, appointment: Appointment) -> str:
-    """How ``user`` relates to the appointment: staff, doctor or patient."""
-    if user.is_staff:
+    """How ``user`` relates to the appointment: staff (by permission), doctor, patient."""
+    if user.is_staff and user.has_perm("appointments.change_appointment"):
         return "staff"
     if appointment.doctor.user_id == user.pk:
         return "doctor"
@@ -256,9 +169,9 @@ def appointment_reschedule(
                 "previousDate": appointment.date.isoformat(),
                 "previousTimeSlot": appointment.time_slot.strftime("%H:%M"),
             }
-            _check_bookable(appointment.doctor, date, time_slot)
-            _lock_patient(appointment.patient)
-            _check_free(
+            rules.check_bookable(appointment.doctor, date, time_slot)
+            rules.lock_patient(appointment.patient)
+            rules.check_free(
                 doctor=appointment.doctor,
                 patient=appointment.patient,
                 day=date,
@@ -272,8 +185,9 @@ def appointment_reschedule(
                 extra=previous | {"rescheduledBy": role},
                 traceparent=traceparent,
             )
+            audit_change(AuditEntry.Action.RESCHEDULED, appointment, by=by, role=role)
     except IntegrityError as exc:
-        raise _conflict_from(exc) from None
+        raise rules.conflict_from(exc) from None
     return appointment
 
 
@@ -291,6 +205,7 @@ def appointment_cancel(
         extra={"cancelledBy": role},
         traceparent=traceparent,
     )
+    audit_change(AuditEntry.Action.CANCELLED, appointment, by=by, role=role)
     return appointment
 
 
@@ -305,9 +220,11 @@ def appointment_complete(
 ) -> Appointment:
     """Mark an appointment that has started as completed (its doctor or staff)."""
     appointment = _locked(appointment)
-    _require_clinician(_role(by, appointment), "complete")
+    role = _role(by, appointment)
+    _require_clinician(role, "complete")
     appointment.complete()
     _emit(APPOINTMENT_COMPLETED, appointment, traceparent=traceparent)
+    audit_change(AuditEntry.Action.COMPLETED, appointment, by=by, role=role)
     return appointment
 
 
@@ -317,7 +234,9 @@ def appointment_mark_no_show(
 ) -> Appointment:
     """Record that the patient did not come (its doctor or staff, once the slot started)."""
     appointment = _locked(appointment)
-    _require_clinician(_role(by, appointment), "mark no-show")
+    role = _role(by, appointment)
+    _require_clinician(role, "mark no-show")
     appointment.mark_no_show()
     _emit(APPOINTMENT_NO_SHOW, appointment, traceparent=traceparent)
+    audit_change(AuditEntry.Action.NO_SHOW, appointment, by=by, role=role)
     return appointment

@@ -43,6 +43,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # The naive baseline: the same API with no outbox write, by bench-only settings
 # (bench/settings_baseline.py and its URL conf) that no deployment can reach.
 BASELINE = {"DJANGO_SETTINGS_MODULE": "bench.settings_baseline"}
+# The audit trail's cost: the same API without its audit insert (bench-only too).
+NO_AUDIT = {"DJANGO_SETTINGS_MODULE": "bench.settings_no_audit"}
 
 
 def free_port() -> int:
@@ -263,16 +265,20 @@ def report(runs: dict, statements: list[str], args) -> int:
     print(f"\nSQL per booking: {len(own)} statements besides BEGIN/COMMIT")
     for sql in statements:
         print(f"  {sql[:110]}")
-    built, baseline = rows[0], rows[1]
+    built, baseline, no_audit = rows
     cost = (1 - built[1] / baseline[1]) * 100
+    audit_cost = (1 - built[1] / no_audit[1]) * 100
     print(f"\noutbox cost: {cost:.1f}% of throughput (target <= 5%)")
-    errors = built[-1] + baseline[-1]
+    print(f"audit cost: {audit_cost:.1f}% of throughput (one insert per booking)")
+    errors = built[-1] + baseline[-1] + no_audit[-1]
     print_result({
         "bench": "api", "broker": "none", "relay_mode": "none",
         "api_req_per_s": round(built[1], 1), "api_p99_ms": round(built[3], 1),
         "api_p99_ms_at_300": round(built[7], 1),
         "api_baseline_req_per_s": round(baseline[1], 1),
         "outbox_cost_pct": round(cost, 1), "statements_per_booking": len(own),
+        "api_no_audit_req_per_s": round(no_audit[1], 1),
+        "audit_cost_pct": round(audit_cost, 1),
         "web_cpu_ms_per_req": round(built[4], 2), "pg_cpu_ms_per_req": round(built[5], 2),
         "errors": errors,
     })
@@ -293,13 +299,17 @@ def main() -> int:
     statements = statements_per_booking(plan)
     script = ROOT / "var" / "bench-api-wrk.lua"
     write_wrk_script(script, plan, threads=2, first=date.today() + timedelta(days=1))
-    variants = {"as built (outbox)": {}, "no outbox (bench-only)": BASELINE}
+    variants = {
+        "as built (outbox + audit)": {},
+        "no outbox (bench-only)": BASELINE,
+        "no audit (bench-only)": NO_AUDIT,
+    }
     names = list(variants)
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(args.rounds):
         for name in names if round_ % 2 == 0 else names[::-1]:
             runs[name].append(run_variant(name, plan, script, args, variants[name]))
-    if any(r["events"] != r["appointments"] for r in runs[names[0]]):
+    if any(r["events"] != r["appointments"] for r in runs[names[0]] + runs[names[2]]):
         print("!! the outbox run has a booking without its event")
         return 1
     if any(r["events"] for r in runs[names[1]]):

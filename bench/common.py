@@ -1,7 +1,8 @@
 """Shared plumbing for bench/ scripts: a broker, a migrated PostgreSQL database, tables.
 
-Each bench script starts its own broker (Tansu, or Apache Kafka with
-BENCH_BROKER=kafka; the launchers are in devtools/) on a free port, stops it in a
+Each bench script starts its own broker (``--broker kafka|tansu``, default
+BENCH_BROKER, else Apache Kafka when Java and its jars are here; the launchers
+are in devtools/) on a free port, stops it in a
 ``finally`` whatever fails after, and uses a dedicated
 PostgreSQL database (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/healthcare_bench), migrated fresh, as the tests do.
@@ -28,12 +29,17 @@ def bench_env(broker_address: str, **extra: str) -> dict:
     env = {
         "DATABASE_URL": BENCH_DATABASE_URL,
         "KAFKA_BROKERS": broker_address,
-        "DJANGO_SECRET_KEY": "bench-secret-key-that-is-long-enough-for-hs256",
+        "DJANGO_SECRET_KEY": "bench-secret-key-that-is-long-enough-for-hs256-and-django",
+        "JWT_SIGNING_KEY": "bench-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
         "KAFKA_FETCH_WAIT_MAX_MS": "10",
         "LOG_LEVEL": "WARNING",
         # production settings (DEBUG off) over plain HTTP on loopback
         "DJANGO_SECURE_SSL_REDIRECT": "0",
+        # a bench books far more, and faster, than any patient may
+        "BOOKING_THROTTLE_RATE": "1000000000/second",
+        "AUTH_THROTTLE_RATE": "1000000000/second",
+        "MAX_ACTIVE_APPOINTMENTS_PER_PATIENT": "1000000000",
     }
     env.update(extra)
     return env
@@ -62,12 +68,36 @@ def setup_django(broker_address: str, **extra: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def kafka_can_start() -> bool:
+    """Java is here, and Maven too unless the Kafka jars are cached already."""
+    from devtools import kafka_jars
+
+    missing = kafka_jars.missing_tools()
+    return "java" not in missing and ("mvn" not in missing or kafka_jars.cached())
+
+
+def default_broker() -> str:
+    """BENCH_BROKER, else Apache Kafka when it can start here, else Tansu."""
+    return os.environ.get("BENCH_BROKER") or (
+        "kafka" if kafka_can_start() else "tansu"
+    )
+
+
+def add_broker_argument(parser) -> None:
+    parser.add_argument(
+        "--broker",
+        choices=("kafka", "tansu"),
+        default=default_broker(),
+        help="the broker to start (default: kafka when it can start here)",
+    )
+
+
 def start_broker(kind: str | None = None):
     """A fresh broker process on a free port (the caller stops it in ``finally``).
 
-    ``kind`` is "tansu" or "kafka" (default: BENCH_BROKER, else "tansu").
+    ``kind`` is "tansu" or "kafka" (default: ``default_broker()``).
     """
-    kind = kind or os.environ.get("BENCH_BROKER", "tansu")
+    kind = kind or default_broker()
     if kind == "kafka":
         from devtools.kafka import KafkaBroker
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from common import (
     ROOT,
     PeakRss,
+    add_broker_argument,
     bench_env,
     machine,
     print_result,
@@ -257,13 +258,14 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="10,000 events, naive 1,000"
     )
+    add_broker_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.events, args.naive_events = 10_000, 1_000
     n, m = args.events, min(args.naive_events, args.events)
 
     recreate_database()
-    broker = start_broker()
+    broker = start_broker(args.broker)
     try:
         setup_django(broker.address)
         from django.conf import settings
@@ -322,6 +324,7 @@ def main() -> int:
     )
     print_result(
         {
+            "broker": args.broker,
             "consumer_events_per_s": round(a["rate"]),
             "naive_events_per_s": round(b["rate"]),
             "consumer_peak_rss_mb": round(a["rss"], 1),

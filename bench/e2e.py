@@ -28,6 +28,7 @@ from datetime import time as clock
 from common import (
     BENCH_DATABASE_URL,
     ROOT,
+    add_broker_argument,
     bench_env,
     machine,
     percentile,
@@ -238,11 +239,24 @@ def main() -> int:
         "--seconds", type=float, default=10, help="per rate (default 10)"
     )
     parser.add_argument("--quick", action="store_true", help="3 seconds per rate")
+    parser.add_argument(
+        "--relay",
+        choices=["poll", "cdc"],
+        default="poll",
+        help="cdc: run_relay and Debezium side by side on Apache Kafka (bench/e2e_cdc.py)",
+    )
+    add_broker_argument(parser)
     args = parser.parse_args()
+    if args.relay == "cdc":
+        import e2e_cdc
+
+        pace = ["--quick"] if args.quick else ["--seconds", str(args.seconds)]
+        sys.argv = [e2e_cdc.__file__, *pace]
+        return e2e_cdc.main()
     seconds = 3 if args.quick else args.seconds
 
     recreate_database()
-    broker = start_broker()
+    broker = start_broker(args.broker)
     topics = {
         "OUTBOX_APPOINTMENT_TOPIC": TOPIC,
         "CONSUMER_TOPICS": TOPIC,
@@ -316,6 +330,7 @@ def main() -> int:
     by_rate = {r["rate"]: r for r in rows}
     print_result(
         {
+            "broker": args.broker,
             "p50_ms_100": round(by_rate[100]["p50"], 1),
             "p99_ms_100": round(by_rate[100]["p99"], 1),
             "p50_ms_1000": round(by_rate[1000]["p50"], 1),

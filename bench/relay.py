@@ -23,6 +23,7 @@ import uuid
 from common import (
     ROOT,
     PeakRss,
+    add_broker_argument,
     bench_env,
     machine,
     percentile,
@@ -121,10 +122,12 @@ def measure_ceiling(n: int, batch_size: int) -> float:
     """The relay's own producer (same settings, transactions of batch_size), no database."""
     import json
 
+    from messaging.topics import ensure_topics
     from relay.events import cloudevent_headers, outbox_row
     from relay.publisher import ShardPublisher, ShardTransaction
     from relay.store import ClaimedRow
 
+    ensure_topics([TOPIC])  # the relay makes it later; Apache Kafka auto-creates none
     rows = []
     for seq, event in enumerate(make_events(n)):
         row = outbox_row(event)
@@ -268,12 +271,13 @@ def main() -> int:
         "--rounds", type=int, default=3, help="drains of N events; the median is reported"
     )
     parser.add_argument("--quick", action="store_true", help="small N for development")
+    add_broker_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.events, args.naive_events, args.naive_seconds = 10_000, 300, 10
         args.latency_seconds, args.idle_seconds, args.rounds = 3, 5, 1
 
-    broker = start_broker()
+    broker = start_broker(args.broker)
     extra = {"OUTBOX_APPOINTMENT_TOPIC": TOPIC, "OUTBOX_BATCH_SIZE": str(args.batch_size)}
     log_path = ROOT / "var" / "bench-relay.log"
     relay = None
@@ -332,6 +336,7 @@ def main() -> int:
     )
     print_result(
         {
+            "broker": args.broker,
             "relay_events_per_s": round(relay_rate),
             "relay_rounds_events_per_s": [round(r) for r in rounds],
             "naive_events_per_s": round(naive_rate, 1),

@@ -5,7 +5,6 @@ import re
 import sys
 from datetime import datetime, time
 
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
@@ -15,7 +14,6 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ApplicationError
@@ -161,7 +159,10 @@ ERROR_DESCRIPTIONS = {
     404: "Not found, not yours, or a page past the end.",
     409: "Conflicts with the current state (a taken slot, a finished appointment).",
     429: "Too many requests; retry after the Retry-After header.",
-    503: "The database is unavailable; retry after the Retry-After header.",
+    503: (
+        "The database is unavailable, or the access could not be recorded in the "
+        "audit trail; retry after the Retry-After header if given."
+    ),
 }
 
 
@@ -207,22 +208,3 @@ def query_params(serializer_class, request) -> dict:
     data = serializer_class(data=request.query_params.dict())
     data.is_valid(raise_exception=True)
     return data.validated_data
-
-
-# -- throttling --------------------------------------------------------------------
-
-
-class AuthRateThrottle(SimpleRateThrottle):
-    """Limit the auth endpoints per client address (settings.AUTH_THROTTLE_RATE)."""
-
-    scope = "auth"
-
-    def get_rate(self) -> str:
-        # Read at request time (not import time) so that a changed setting applies.
-        return settings.AUTH_THROTTLE_RATE
-
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {
-            "scope": self.scope,
-            "ident": self.get_ident(request),
-        }

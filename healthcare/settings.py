@@ -5,7 +5,6 @@ malformed value stops start-up with a message naming the variable.
 """
 
 import hashlib
-import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,9 @@ from core.env import (
     env_list,
     env_str,
 )
+from core.keys import env_fallback_keys, env_key
+from core.metrics_access import env_networks
+from core.rates import env_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("HEALTHCARE_VAR_DIR", str(BASE_DIR / "var")))
@@ -28,16 +30,13 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 DEMO_MODE = env_bool("DEMO_MODE", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 # No DATABASE_URL means the embedded SQLite file: a developer's machine, not production.
+# Anywhere else the keys are required, whatever DEMO_MODE or DJANGO_DEBUG say.
 LOCAL_DEV = not env_str("DATABASE_URL")
-if not SECRET_KEY:
-    if not (DEBUG or DEMO_MODE or LOCAL_DEV):
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set (required with a DATABASE_URL, "
-            "unless DJANGO_DEBUG=1 or DEMO_MODE=1)."
-        )
-    SECRET_KEY = "insecure-dev-only-key-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()
+SECRET_KEY = env_key(
+    "DJANGO_SECRET_KEY", local=LOCAL_DEV, dev_file=VAR_DIR / "secret_key"
+)
+SECRET_KEY_FALLBACKS = env_fallback_keys("DJANGO_SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 INSTALLED_APPS = [
@@ -48,8 +47,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "messaging",
+    "drf_spectacular_sidecar",
+    "axes",
+    "core",
+    "audit",
     "relay",
     "appointments",
     "notifications",
@@ -59,6 +63,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Request ids first, so every response (redirects included) carries one.
     "healthcare.middleware.RequestIdMiddleware",
+    # Before anything reads a body: a large one answers 413 unread.
+    "core.limits.RequestBodyLimitMiddleware",
+    "core.request_context.RequestContextMiddleware",
+    "core.csp.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files under gunicorn.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -68,6 +76,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out login into a 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "healthcare.urls"
@@ -149,19 +159,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
 }
 
-SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(
-        minutes=env_int("JWT_ACCESS_MINUTES", 30, minimum=1)
-    ),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
-}
-
 SPECTACULAR_SETTINGS = {
     "TITLE": "Healthcare appointments API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI from the project's own static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Kafka: one place for every client's connection settings (see messaging/config.py).
@@ -192,7 +199,23 @@ KAFKA = {
     # New topics (created by the relay, the consumer and `manage.py kafka`).
     "TOPIC_PARTITIONS": env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1),
     "TOPIC_REPLICATION_FACTOR": env_int("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
+    # retention.ms of the topics the project creates (events, and the dead letters).
+    "TOPIC_RETENTION_MS": int(env_duration("KAFKA_TOPIC_RETENTION", "7d") * 1000),
+    "DLQ_RETENTION_MS": int(env_duration("KAFKA_DLQ_RETENTION", "30d") * 1000),
 }
+# How long an open relay transaction may hold read_committed readers of its
+# partitions back when its relay dies and no standby fences it (README, "Relay").
+# Default: Kafka's 60 s, and always longer than a delivery may take.
+KAFKA["TRANSACTION_TIMEOUT_MS"] = env_int(
+    "KAFKA_TRANSACTION_TIMEOUT_MS",
+    max(60_000, KAFKA["MESSAGE_TIMEOUT_MS"] + 10_000),
+    minimum=1000,
+)
+if KAFKA["TRANSACTION_TIMEOUT_MS"] < KAFKA["MESSAGE_TIMEOUT_MS"]:
+    raise ImproperlyConfigured(
+        "KAFKA_TRANSACTION_TIMEOUT_MS must be at least KAFKA_MESSAGE_TIMEOUT_MS "
+        f"({KAFKA['MESSAGE_TIMEOUT_MS']}): a transaction outlives its deliveries."
+    )
 if KAFKA["SECURITY_PROTOCOL"].startswith("SASL") and not KAFKA["SASL_USERNAME"]:
     raise ImproperlyConfigured(
         "KAFKA_SASL_USERNAME is required when KAFKA_SECURITY_PROTOCOL uses SASL."
@@ -299,6 +322,10 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Implicit TLS (port 465); Django refuses it together with EMAIL_USE_TLS.
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be set.")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "clinic@localhost")
 
 # -- Operations: request ids, metrics, health, static files, production security ----
@@ -306,6 +333,15 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # filled by collectstatic in the
 
 # Set under gunicorn with several workers, so /metrics adds up every worker's counters.
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+# /metrics and the details of /readyz: callers with this bearer token, or from these
+# networks (loopback by default; behind a proxy set TRUSTED_PROXY_COUNT too).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_networks(
+    "METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"
+)
+# Where run_relay and run_consumer serve --metrics-port: loopback unless configured
+# (compose sets 0.0.0.0 inside its private network for Prometheus).
+METRICS_BIND_ADDRESS = env_str("METRICS_BIND_ADDRESS", "127.0.0.1")
 HEALTH = {
     "BROKER_TIMEOUT_S": env_int("HEALTH_BROKER_TIMEOUT_MS", 2000, minimum=100) / 1000,
     # /readyz flags the relay or consumer when they are this far behind.
@@ -335,12 +371,6 @@ if not DEBUG:
 # Appointments: booking rules and API limits.
 REST_FRAMEWORK["NON_FIELD_ERRORS_KEY"] = "nonFieldErrors"  # camelCase like every other key
 BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 365, minimum=1)
-# Requests per client address to the auth endpoints (register, token, refresh).
-AUTH_THROTTLE_RATE = env_str("AUTH_THROTTLE_RATE", "20/minute")
-if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", AUTH_THROTTLE_RATE):
-    raise ImproperlyConfigured(
-        f"AUTH_THROTTLE_RATE={AUTH_THROTTLE_RATE!r} is not a rate like 20/minute."
-    )
 
 # Notification email channel (sent by run_consumer's email thread, with retries).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
@@ -358,3 +388,83 @@ NOTIFICATION_EMAIL = {
     "RETRY_SECONDS": env_int("NOTIFICATION_EMAIL_RETRY_SECONDS", 30, minimum=1),
     "POLL_INTERVAL_MS": env_int("NOTIFICATION_EMAIL_POLL_INTERVAL_MS", 1000, minimum=10),
 }
+# How long the notification side keeps its rows (notifications_purge deletes older).
+NOTIFICATION_RETENTION = {
+    "NOTIFICATIONS_S": env_duration("NOTIFICATION_RETENTION", "365d"),
+    "EMAIL_DELIVERIES_S": env_duration("EMAIL_DELIVERY_RETENTION", "90d"),
+    # At least the topic's retention: a replay of any record still in the topic must
+    # find its inbox row, or it would notify twice.
+    "INBOX_S": env_duration("INBOX_RETENTION", "30d"),
+}
+if NOTIFICATION_RETENTION["INBOX_S"] * 1000 < KAFKA["TOPIC_RETENTION_MS"]:
+    raise ImproperlyConfigured(
+        "INBOX_RETENTION must be at least KAFKA_TOPIC_RETENTION, or a replay of the "
+        "topic would notify twice."
+    )
+
+# -- Security: client address, rate limits, lockout, tokens, body size, audit ---------
+# Proxies in front that append to X-Forwarded-For; 0: the socket address is the client.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Rate-limit counters (and Django's cache) live in Redis when this names one, else in
+# the project's database (core_rate_counter): shared by every process either way.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+        }
+    }
+elif CACHE_URL:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} is not a redis:// URL.")
+# Requests per client address to register, token and refresh.
+AUTH_THROTTLE_RATE = env_rate("AUTH_THROTTLE_RATE", "20/minute")
+# Booking changes (book, reschedule, cancel, complete, no-show) per user.
+BOOKING_THROTTLE_RATE = env_rate("BOOKING_THROTTLE_RATE", "30/minute")
+# Admin login POSTs per client address.
+ADMIN_LOGIN_THROTTLE_RATE = env_rate("ADMIN_LOGIN_THROTTLE_RATE", "10/minute")
+MAX_ACTIVE_APPOINTMENTS_PER_PATIENT = env_int(
+    "MAX_ACTIVE_APPOINTMENTS_PER_PATIENT", 8, minimum=1
+)
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+# Lockout (django-axes): failed logins of one username from one address, on the API
+# and the admin; a stranger elsewhere cannot lock the account's owner out.
+AUTHENTICATION_BACKENDS = [
+    "core.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_duration("LOGIN_LOCKOUT", "15m"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+
+# JWT: their own key (not SECRET_KEY); the previous one verifies during a rotation.
+JWT_SIGNING_KEY = env_key(
+    "JWT_SIGNING_KEY", local=LOCAL_DEV, dev_file=VAR_DIR / "jwt_key"
+)
+# Set it for one refresh lifetime after changing JWT_SIGNING_KEY, then remove it.
+JWT_PREVIOUS_SIGNING_KEY = "".join(env_fallback_keys("JWT_PREVIOUS_SIGNING_KEY")[:1])
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1, maximum=60)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        days=env_int("JWT_REFRESH_DAYS", 1, minimum=1, maximum=30)
+    ),
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "CHECK_REVOKE_TOKEN": True,
+    "AUTH_TOKEN_CLASSES": ("core.tokens.AccessToken",),
+    "TOKEN_OBTAIN_SERIALIZER": "core.tokens.TokenPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "core.tokens.TokenRotateSerializer",
+}
+
+# The audit trail (audit/): kept this long, then deleted by audit_purge.
+AUDIT_RETENTION_S = env_duration("AUDIT_RETENTION", "2192d")  # 6 years

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from appointments.api import (
     AppointmentCancelApi,
@@ -12,10 +12,12 @@ from appointments.api import (
     DoctorDetailApi,
     DoctorListApi,
     DoctorSlotsApi,
+    LogoutApi,
     RegisterApi,
     TokenApi,
     TokenRefreshApi,
 )
+from core.throttling import throttle_posts
 from monitoring import health, metrics
 from monitoring.views import pipeline_view
 from notifications.api import (
@@ -38,6 +40,7 @@ urlpatterns = [
     api("auth/register", RegisterApi.as_view(), "register"),
     api("auth/token", TokenApi.as_view(), "token"),
     api("auth/token/refresh", TokenRefreshApi.as_view(), "token-refresh"),
+    api("auth/logout", LogoutApi.as_view(), "logout"),
     api("doctors", DoctorListApi.as_view(), "doctors"),
     api(f"doctors/{INT}", DoctorDetailApi.as_view(), "doctor-detail"),
     api(f"doctors/{INT}/slots", DoctorSlotsApi.as_view(), "doctor-slots"),
@@ -73,7 +76,8 @@ urlpatterns = [
         f"notifications/{INT}/read", NotificationReadApi.as_view(), "notification-read"
     ),
     api("schema", SpectacularAPIView.as_view(), "schema"),
-    api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
+    # The split view serves Swagger UI's setup as a file: the CSP allows no inline script.
+    api("docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), "docs"),
     # Operations: probes and metrics answer with or without a trailing slash.
     re_path(r"^healthz/?$", health.healthz, name="healthz"),
     re_path(r"^readyz/?$", health.readyz, name="readyz"),
@@ -82,6 +86,14 @@ urlpatterns = [
         "admin/pipeline/",
         admin.site.admin_view(pipeline_view),
         name="admin-pipeline",
+    ),
+    path(
+        "admin/login/",
+        throttle_posts(
+            admin.site.login,
+            scope="admin-login",
+            rate_setting="ADMIN_LOGIN_THROTTLE_RATE",
+        ),
     ),
     path("admin/", admin.site.urls),
 ]

@@ -5,15 +5,78 @@ security settings (``settings.KAFKA``).
 """
 
 import logging
+import threading
+import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
+
+from core.loops import RateLimited
+
+logger = logging.getLogger("messaging")
 
 
 class OpsError(Exception):
     """An operation that cannot be done, with a message for the operator."""
+
+
+class AuthenticationFailures:
+    """What every client's ``error_cb`` reports: the broker refused our credentials.
+
+    librdkafka retries a refused login on its own and, for the caller, a request
+    then just times out ("transport failure"). This keeps the real reason, logs it
+    (once per ``log_every`` seconds, so a retrying loop does not flood the log),
+    and lets a one-shot command or a probe name it.
+    """
+
+    codes = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
+    remember = 60.0  # seconds a refusal explains a failed request
+    log_every = 30.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last: tuple[float, str] | None = None
+        self._log = RateLimited(self.log_every)
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() not in self.codes:
+            return
+        kafka = settings.KAFKA
+        text = (
+            f"authentication failed for Kafka user {kafka['SASL_USERNAME']!r} "
+            f"({kafka['SASL_MECHANISM']}): {error.str()}"
+        )
+        with self._lock:
+            self._last = (time.monotonic(), text)
+            if self._log.ready():
+                logger.error("kafka: %s", text)
+
+    def recent(self) -> str | None:
+        """The last refusal, if it happened within ``remember`` seconds."""
+        with self._lock:
+            if self._last and time.monotonic() - self._last[0] <= self.remember:
+                return self._last[1]
+        return None
+
+
+authentication_failures = AuthenticationFailures()
+
+
+class _NoRepeatedLoginFailures(logging.Filter):
+    """librdkafka logs every refused login of every connection: error_cb says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SASL authentication error" not in record.getMessage()
+
+
+logging.getLogger("librdkafka").addFilter(_NoRepeatedLoginFailures())
+
+
+def failure_reason(error: KafkaError) -> str:
+    """Why a request failed: a recent authentication refusal, else the error."""
+    return authentication_failures.recent() or error.str()
 
 
 def common_config() -> dict:
@@ -26,6 +89,7 @@ def common_config() -> dict:
         # Tolerate a broker that is down: clients reconnect on their own.
         "reconnect.backoff.max.ms": 5000,
         "logger": logging.getLogger("librdkafka"),
+        "error_cb": authentication_failures,
     }
     if kafka["SECURITY_PROTOCOL"].startswith("SASL"):
         config["sasl.mechanism"] = kafka["SASL_MECHANISM"]
@@ -99,9 +163,10 @@ def cluster_metadata(admin: AdminClient, timeout: float):
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0)  # serves error_cb: a refused login is the real reason
         raise OpsError(
             f"cannot reach the broker at {settings.KAFKA['BROKERS']}: "
-            f"{exc.args[0].str()}"
+            f"{failure_reason(exc.args[0])}"
         ) from None
 
 

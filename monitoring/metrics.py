@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from core.metrics_access import metrics_access
 from monitoring.selectors import PipelineFigures, pipeline_figures
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def consumer_gauges(f: PipelineFigures):
     )
 
 
+@metrics_access
 def metrics_view(request):
     """Prometheus text: HTTP metrics (of every gunicorn worker), then the pipeline's."""
     if settings.PROMETHEUS_MULTIPROC_DIR:

@@ -5,14 +5,17 @@ import logging
 from confluent_kafka import KafkaException
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
+from audit.trail import audit_record
 from messaging import deadletter
 from messaging.config import OpsError
 from messaging.tail import dead_letters
 from monitoring.selectors import event_timelines, failing_events, pipeline_figures
+from relay.cdc import cdc_health
 from relay.models import OutboxEvent
 from relay.replay import outbox_republish
 
@@ -55,6 +58,7 @@ def pipeline_view(request):
         **admin.site.each_context(request),
         "title": "Event pipeline",
         "figures": pipeline_figures(),
+        "cdc": cdc_health(),
         "failing": failing_events(),
         "dead_letters": dead_letter_summary(),
         "timelines": event_timelines(search=search),
@@ -70,7 +74,14 @@ def _republish(request):
     if not seqs:
         messages.warning(request, "Select at least one event to republish.")
         return redirect("admin-pipeline")
-    count = outbox_republish(events=OutboxEvent.objects.filter(seq__in=seqs))
+    with transaction.atomic():  # the republish and its audit entry, or neither
+        count = outbox_republish(events=OutboxEvent.objects.filter(seq__in=seqs))
+        audit_record(
+            action="republished",
+            record_type="outbox",
+            record_ids=seqs,
+            actor=request.user,
+        )
     logger.info("pipeline: %d events republished by user %s", count, request.user.pk)
     if count:
         messages.success(

@@ -1,11 +1,13 @@
 from django.contrib import admin
 
+from audit.admin_mixins import AuditedAdmin
 from core.admin import ReadOnlyAdmin
 from notifications.models import EmailDelivery, Notification, ProcessedEvent
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(AuditedAdmin):
+    audit_record_type = "notification"
     list_display = ["id", "recipient", "event_type", "appointment_id", "created_at", "read_at"]
     list_filter = ["event_type", ("read_at", admin.EmptyFieldListFilter)]
     search_fields = ["=appointment_id", "=event_id", "recipient__username"]
@@ -14,10 +16,9 @@ class NotificationAdmin(admin.ModelAdmin):
 
 @admin.register(ProcessedEvent)
 class ProcessedEventAdmin(ReadOnlyAdmin):
-    """The inbox: written by the consumer only. Deleting a row lets a replayed
-    event be applied again."""
+    """The inbox: written by the consumer only, never deleted here (a deleted row
+    lets a republished event notify twice)."""
 
-    deletable = True
     list_display = ["event_id", "event_type", "topic", "partition", "offset", "processed_at"]
     list_filter = ["event_type", "topic"]
     search_fields = ["=event_id"]
@@ -30,7 +31,16 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
     list_display = ["notification", "status", "attempts", "next_attempt_at", "sent_at"]
     list_filter = ["status"]
     search_fields = ["=notification__id", "=notification__event_id"]
-    readonly_fields = ["notification", "sent_at", "created_at"]
+    # What the mailer recorded: read-only, so the history cannot be rewritten.
+    readonly_fields = [
+        "notification",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "sent_at",
+        "created_at",
+    ]
     fields = [
         "notification",
         "status",

@@ -1,11 +1,14 @@
 """The caller's notifications: list (optionally unread only), mark read, unread count."""
 
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.models import AuditEntry
+from audit.trail import audit_read, audit_record
 from core.api import error_responses, query_params
 from core.errors import NotFound
 from notifications.models import Notification
@@ -16,14 +19,22 @@ from notifications.serializers import (
 )
 
 
+@transaction.atomic
 def notification_mark_read(*, user, notification_id: int) -> Notification:
     """Mark one of the user's notifications read; marking it again keeps the first time."""
     mine = Notification.objects.filter(recipient=user, pk=notification_id)
     mine.filter(read_at__isnull=True).update(read_at=timezone.now())
     try:
-        return mine.get()
+        notification = mine.get()
     except Notification.DoesNotExist:
         raise NotFound("No notification with this id.") from None
+    audit_record(
+        action=AuditEntry.Action.MARKED_READ,
+        record_type="notification",
+        record_ids=[notification.pk],
+        actor=user,
+    )
+    return notification
 
 
 class NotificationListApi(generics.ListAPIView):
@@ -36,7 +47,14 @@ class NotificationListApi(generics.ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         """The caller's notifications, newest first."""
-        return super().get(request, *args, **kwargs)
+        response = super().get(request, *args, **kwargs)
+        audit_read(
+            request,
+            action=AuditEntry.Action.LISTED,
+            record_type="notification",
+            record_ids=[row["id"] for row in response.data["results"]],
+        )
+        return response
 
     def get_queryset(self):
         unread = query_params(NotificationFilterInput, self.request)["unread"]

@@ -67,8 +67,10 @@ class NotificationConsumer(GroupMember, StopOnSignal):
         # its one connection).
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consumer-db")
         self._assigned: set[tuple[str, int]] = set()
+        self._committed: dict[tuple[str, int], int] = {}  # offsets stored by us
         self._waiting = False
         self._lag_due = RateLimited(1.0)
+        self._positions_due = RateLimited(1.0)
         self._kafka_warning_due = RateLimited(10.0)
 
     # -- lifecycle ---------------------------------------------------------
@@ -109,6 +111,8 @@ class NotificationConsumer(GroupMember, StopOnSignal):
                 if in_flight is not None and not self._finish(in_flight):
                     break  # stopped before the batch was done: nothing of it committed
                 in_flight = self._start(batch) if batch is not None else None
+                if in_flight is None:
+                    self._commit_positions()  # idle: everything handed out applied
                 self._update_lag()
             if in_flight is not None:
                 self._finish(in_flight)

@@ -42,6 +42,7 @@ class GroupMember:
     def _forget(self, partitions) -> None:
         for p in partitions:
             self._assigned.discard((p.topic, p.partition))
+            self._committed.pop((p.topic, p.partition), None)
             try:
                 metrics.LAG.remove(p.topic, str(p.partition))
             except KeyError:
@@ -57,14 +58,42 @@ class GroupMember:
             last[(msg.topic(), msg.partition())] = msg.offset()
         if not last:
             return
+        self._store_and_commit(
+            [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        )
+
+    def _commit_positions(self) -> None:
+        """When idle, every record handed out applied: commit past commit markers.
+
+        A Kafka transaction's commit marker takes the offset after its last record.
+        The consumer's position skips it, "last record + 1" does not: without this
+        a caught-up group would show a lag of one per transaction (high watermark
+        minus committed offset, as the broker and its tools count it) forever.
+        """
+        if not self._assigned or not self._positions_due.ready():
+            return
+        partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
         try:
-            self.consumer.store_offsets(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-            )
+            positions = self.consumer.position(partitions)
+        except KafkaException:
+            return
+        ahead = [
+            tp
+            for tp in positions
+            if tp.offset > self._committed.get((tp.topic, tp.partition), -1) >= 0
+        ]
+        if ahead:
+            self._store_and_commit(ahead)
+
+    def _store_and_commit(self, offsets: list[TopicPartition]) -> None:
+        try:
+            self.consumer.store_offsets(offsets=offsets)
         except KafkaException as exc:
             # The partition was revoked meanwhile; its new owner re-reads these records.
             self._warn_kafka("consumer: cannot store offsets: %s", exc)
             return
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
         self._commit_stored()
 
     def _commit_stored(self) -> None:

@@ -1,7 +1,9 @@
 """Turn an appointment event into notifications for the patient and the doctor.
 
 Pure functions of the event: they never touch the database, so the consumer can
-build a whole batch's notifications and write them in one transaction.
+build a whole batch's notifications and write them in one transaction. They read
+only the keys below, so events written before ``reason`` left the data (issue 12)
+are handled like new ones (contracts/events/, tests/test_event_contract.py).
 """
 
 import uuid

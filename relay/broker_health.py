@@ -3,10 +3,11 @@
 import logging
 import time
 
+from confluent_kafka import KafkaError
 from django.conf import settings
 
 from core.loops import RateLimited, backoff_delay
-from messaging.config import admin_client
+from messaging.config import admin_client, failure_reason
 from messaging.topics import ensure_topics
 from relay.metrics import FAILED_ATTEMPTS
 
@@ -45,8 +46,9 @@ class BrokerHealth:
 
     def problem(self, error) -> None:
         if self._log.ready():
+            reason = failure_reason(error) if isinstance(error, KafkaError) else error
             logger.warning(
-                "relay: broker unavailable or rejecting events, will retry: %s", error
+                "relay: broker unavailable or rejecting events, will retry: %s", reason
             )
 
     def ensure_topics(self, topics: set[str]) -> None:

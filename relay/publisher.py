@@ -73,9 +73,7 @@ def shard_producer_settings(shard: int) -> dict:
     """What a shard's producer adds to the shared producer configuration."""
     return {
         "transactional.id": transactional_id(shard),
-        "transaction.timeout.ms": max(
-            60_000, settings.KAFKA["MESSAGE_TIMEOUT_MS"] + 10_000
-        ),
+        "transaction.timeout.ms": settings.KAFKA["TRANSACTION_TIMEOUT_MS"],
         "queue.buffering.max.messages": 500_000,
     }
 

@@ -151,6 +151,7 @@ class ShardSet:
         try:
             publisher.start(timeout=min(2.0, self.lease_timeout / 3))
         except KafkaException as exc:
+            publisher.producer.poll(0)  # serves error_cb: names a refused login
             self._next_start[shard] = time.monotonic() + self.restart_delay
             self.broker.problem(exc.args[0])
             if publisher.producer is not None and exc.args[0].fatal():

@@ -3,7 +3,7 @@
 Three stages run at once so that a large backlog keeps the database and the broker
 busy together (relay.stages):
 
-    main thread    claim batch N+1 (one SELECT ... FOR UPDATE SKIP LOCKED) and produce
+    main thread    claim batch N+1 (one SELECT, in id order, no row locks) and produce
                    it into each shard's Kafka transaction
     Committer      commit batch N's transactions (wait for the broker's acknowledgement)
     Marker         mark batch N-1 published (one UPDATE per shard, fenced by the lease)

@@ -2,7 +2,10 @@
 
 BROKER=tansu (default: nothing to install but Python) or BROKER=kafka (Apache
 Kafka from its Maven jars, data kept in var/kafka); either listens on
-127.0.0.1:9092, unless KAFKA_BROKERS names a broker that already runs. Every
+127.0.0.1:9092, unless KAFKA_BROKERS names a broker that already runs.
+RELAY=poll (default: run_relay) or RELAY=cdc (BROKER=kafka and PostgreSQL with
+wal_level=logical: a Kafka Connect worker with Debezium's outbox event router
+instead of run_relay; DATABASE_URL, by default a local database of its own). Every
 child's output is prefixed with its name. Ctrl-C or SIGTERM stops them all (SIGTERM
 first, then SIGKILL after 10 s; the broker last); if one dies, the others stop too.
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools import connect  # noqa: E402
 from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
 from devtools.process import ProcessFailed, port_open  # noqa: E402
 from devtools.tansu import TansuBroker  # noqa: E402
@@ -49,18 +53,47 @@ def main() -> int:
     env.setdefault("OUTBOX_POLL_INTERVAL_MS", "200")
     env["PYTHONUNBUFFERED"] = "1"
     VAR.mkdir(exist_ok=True)
+    cdc = relay_mode(env) == "cdc"
     broker = start_broker(env)
+    worker = None
     try:
         manage("migrate", "--noinput", env=env)
         if env["DEMO_MODE"] not in ("0", "false", "no", "off"):
             manage("seed_demo", env=env)
-        return supervise(env)
+        commands = dict(COMMANDS)
+        if cdc:
+            manage("kafka", "topics", "create", env=env)
+            say("connect: starting Kafka Connect with Debezium (the first run fetches it)")
+            worker = connect.devrun_connect(env["KAFKA_BROKERS"], env, VAR / "connect")
+            say(f"connect: connector running, REST {worker.url}; no run_relay")
+            del commands["relay"]
+        return supervise(env, commands)
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
     finally:
+        if worker is not None:
+            worker.stop()
         if broker is not None:  # last, so that relay and consumer flush and commit
             broker.stop()
             say("stopped")
+
+
+def relay_mode(env: dict) -> str:
+    """RELAY=poll or cdc; cdc points DATABASE_URL at a PostgreSQL ready for it."""
+    mode = env.get("RELAY") or "poll"
+    if mode not in ("poll", "cdc"):
+        sys.exit(f"[make run] RELAY={mode}: expected poll or cdc")
+    if mode == "cdc":
+        if (env.get("BROKER") or "tansu") != "kafka" and not env.get("KAFKA_BROKERS"):
+            sys.exit("[make run] RELAY=cdc needs Apache Kafka: add BROKER=kafka")
+        try:
+            env["DATABASE_URL"] = connect.devrun_database_url(env)
+            connect.devrun_prepare_database(env["DATABASE_URL"])
+        except connect.CDCUnavailable as exc:
+            sys.exit(f"[make run] {exc}")
+        env["OUTBOX_RELAY"] = "cdc"
+        say(f"relay: Debezium (cdc mode) on {env['DATABASE_URL']}")
+    return mode
 
 
 def start_broker(env: dict):
@@ -92,7 +125,7 @@ def start_broker(env: dict):
     return broker
 
 
-def supervise(env: dict) -> int:
+def supervise(env: dict, commands: dict) -> int:
     """Start web, relay and consumer; print their output until a signal or a death."""
     children = {
         name: subprocess.Popen(
@@ -103,7 +136,7 @@ def supervise(env: dict) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        for name, cmd in COMMANDS.items()
+        for name, cmd in commands.items()
     }
     say("web on http://127.0.0.1:8000 (API /api/, admin /admin/); Ctrl-C stops all")
     stopping = []

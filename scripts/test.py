@@ -95,7 +95,8 @@ def run(database: str, database_url: str, broker: str, extra: list[str]) -> int:
         {
             "DATABASE_URL": database_url,
             "TEST_BROKER": broker,
-            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-and-django",
+            "JWT_SIGNING_KEY": "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
             "DJANGO_DEBUG": "0",
             "DEMO_MODE": "0",
             "KAFKA_SESSION_TIMEOUT_MS": "6000",

@@ -106,7 +106,8 @@ def proc_env(broker, topic):
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_FETCH_WAIT_MAX_MS": "10",
             "OUTBOX_POLL_INTERVAL_MS": "100",
-            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-and-django",
+            "JWT_SIGNING_KEY": "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -267,7 +268,16 @@ def other_patient(make_user):
 
 @pytest.fixture
 def staff(make_user):
-    return make_user("clinic-staff", is_staff=True)
+    """Clinic staff: is_staff and the appointment permissions the API asks for."""
+    from django.contrib.auth.models import Permission
+
+    user = make_user("clinic-staff", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_appointment", "change_appointment"]
+        )
+    )
+    return user
 
 
 @pytest.fixture

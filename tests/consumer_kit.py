@@ -15,6 +15,7 @@ from django.db.models import Count
 
 from messaging.topics import ensure_topics
 from notifications.models import Notification, ProcessedEvent
+from relay.events import Event
 
 # A short session for consumer processes in tests, so that a killed member is
 # evicted soon. Apache Kafka refuses one below group.min.session.timeout.ms (6000);
@@ -108,7 +109,9 @@ def produce(
     The topic and its dead-letter topic are made first, as run_relay and run_consumer
     make them (the broker would create a missing topic with its own partition count).
     """
-    ensure_topics([topic, f"{topic}.dlq"], admin=AdminClient({"bootstrap.servers": brokers}))
+    ensure_topics(
+        [topic, f"{topic}.dlq"], admin=AdminClient({"bootstrap.servers": brokers})
+    )
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 2})
     failures = []
     for r in records:
@@ -164,6 +167,26 @@ def stream_of(people, n: int) -> list[dict]:
         event_record(patient_id=people[i % 2].id, doctor_user_id=people[2 + i % 2].id)
         for i in range(n)
     ]
+
+
+def booked_events(people, n: int) -> list[Event]:
+    """n appointment.booked events, as the appointment service enqueues them."""
+    events = []
+    for i in range(n):
+        record = event_record(
+            patient_id=people[i % 2].id, doctor_user_id=people[2 + i % 2].id
+        )
+        data = json.loads(record["value"])
+        events.append(
+            Event(
+                type="appointment.booked",
+                aggregatetype="appointment",
+                aggregateid=data["appointmentId"],
+                data=data,
+                source="/healthcare/appointments",
+            )
+        )
+    return events
 
 
 def assert_exactly_once(records: list[dict]) -> None:

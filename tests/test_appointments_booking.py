@@ -67,9 +67,10 @@ def test_booking_writes_appointment_and_booked_event_in_one_transaction(
         "doctorName": "Dr. Smith",
         "date": appointment.date.isoformat(),
         "timeSlot": "09:30",
-        "reason": "Cough",
         "status": "booked",
     }
+    # the reason, typed by the patient, stays in the database (DESIGN.md section 5)
+    assert appointment.reason == "Cough"
 
 
 def test_failed_booking_leaves_no_appointment_and_no_event(
@@ -299,14 +300,14 @@ def test_integrity_error_from_a_race_becomes_409(
     patient, other_patient, doctor, monkeypatch
 ):
     """A booking committed between our check and our insert: the constraint decides."""
-    import appointments.services as services
+    from appointments import rules
 
     day = next_weekday()
     appointment_book(patient=other_patient, doctor=doctor, date=day, time_slot=time(10))
-    monkeypatch.setattr(services, "_check_free", lambda **kwargs: None)
+    monkeypatch.setattr(rules, "check_free", lambda **kwargs: None)
     with pytest.raises(Conflict) as exc:
         appointment_book(patient=patient, doctor=doctor, date=day, time_slot=time(10))
-    assert exc.value.message == services.SLOT_TAKEN
+    assert exc.value.message == rules.SLOT_TAKEN
     assert Appointment.objects.filter(date=day).count() == 1
 
 

@@ -11,7 +11,7 @@ import pytest
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from appointments.models import Appointment
-from appointments.services import PATIENT_BUSY, SLOT_TAKEN
+from appointments.rules import PATIENT_BUSY, SLOT_TAKEN
 from relay.models import OutboxEvent
 from tests.appointment_factories import make_doctor, next_weekday
 

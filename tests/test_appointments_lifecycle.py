@@ -95,7 +95,6 @@ def test_reschedule_moves_frees_old_slot_and_emits_old_and_new_slot(
         "timeSlot": "14:30",
         "previousDate": booked.date.isoformat(),
         "previousTimeSlot": "10:00",
-        "reason": "",
         "status": "booked",
         "rescheduledBy": "patient",
     }

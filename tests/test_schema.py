@@ -44,6 +44,7 @@ def demo(settings):
     """The demo data (DEMO_MODE's seed), some of alice's records, and her token."""
     settings.DEMO_MODE = True
     settings.AUTH_THROTTLE_RATE = "100000/minute"
+    settings.BOOKING_THROTTLE_RATE = "100000/minute"
     call_command("seed_demo", stdout=open("/dev/null", "w"))
     alice = get_user_model().objects.get(username="alice")
     smith = Doctor.objects.get(name="Dr. Smith")

@@ -33,6 +33,7 @@ def manage_check(**env):
         ("DJANGO_DEBUG", "maybe"),
         ("DATABASE_URL", "mysqlx://nowhere"),
         ("OUTBOX_BATCH_SIZE", "0"),
+        ("KAFKA_TRANSACTION_TIMEOUT_MS", "soon"),
     ],
 )
 def test_malformed_value_stops_start_up_naming_the_variable(variable, value):
@@ -96,3 +97,25 @@ def test_producer_is_idempotent_and_tuned_from_settings(settings):
         65536,
         "zstd",
     )
+
+
+def test_transaction_timeout_is_a_setting_that_outlives_deliveries():
+    shorter = manage_check(
+        KAFKA_TRANSACTION_TIMEOUT_MS="5000", KAFKA_MESSAGE_TIMEOUT_MS="10000"
+    )
+    assert shorter.returncode == 2
+    assert "KAFKA_TRANSACTION_TIMEOUT_MS must be at least" in shorter.stderr
+    assert manage_check(KAFKA_TRANSACTION_TIMEOUT_MS="5000").returncode == 2
+    ok = manage_check(
+        KAFKA_TRANSACTION_TIMEOUT_MS="5000", KAFKA_MESSAGE_TIMEOUT_MS="4000"
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_each_shard_producer_gets_the_transaction_timeout(settings):
+    from relay.publisher import shard_producer_settings
+
+    # The default: Kafka's 60 s, longer than the 30 s a delivery may take.
+    assert settings.KAFKA["TRANSACTION_TIMEOUT_MS"] == 60_000
+    settings.KAFKA = {**settings.KAFKA, "TRANSACTION_TIMEOUT_MS": 15_000}
+    assert shard_producer_settings(0)["transaction.timeout.ms"] == 15_000

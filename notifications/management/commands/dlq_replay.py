@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.trail import audit_command
 from core.progress import ProgressBar
 from messaging import deadletter
 from notifications.dlq import DeadLetterReplay, ReplayFailed, replay_group
@@ -55,4 +56,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"skipped {report.skipped} without a {deadletter.ORIGINAL_TOPIC} header"
             )
+        audit_command(
+            action="replayed",
+            record_type="dead_letter",
+            record_ids=[f"{r.partition}@{r.offset}" for r in records],
+        )
         self.stdout.write(f"replayed {report.replayed} dead letter(s)")

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
 from django.utils import dateparse, timezone
 
+from audit.trail import audit_command
 from core.env import parse_duration
 from core.progress import ProgressBar
 from relay.replay import outbox_replay, outbox_replay_selection
@@ -67,6 +68,8 @@ class Command(BaseCommand):
             for row in published.values("type").annotate(n=Count("seq")).order_by("type"):
                 self.stdout.write(f"  {row['type']}: {row['n']}")
             return
+        aggregates = published.values_list("aggregateid", flat=True).distinct()
+        audit_command(action="republished", record_type="outbox", record_ids=aggregates)
         bar = ProgressBar("queueing", count, stream=self.stderr)
         queued = outbox_replay(events=selection, batch_size=options["batch_size"], on_batch=bar.update)
         bar.finish(queued)

@@ -45,8 +45,12 @@ class Command(BaseCommand):
             from relay.metrics import register_outbox_collector
 
             register_outbox_collector()
-            start_http_server(metrics_port)
-            self.stdout.write(f"metrics on http://0.0.0.0:{metrics_port}/metrics")
+            from django.conf import settings
+
+            start_http_server(metrics_port, addr=settings.METRICS_BIND_ADDRESS)
+            self.stdout.write(
+                f"metrics on http://{settings.METRICS_BIND_ADDRESS}:{metrics_port}/metrics"
+            )
         relay = Relay(shards=shards, batch_size=batch_size, poll_interval=poll_interval, once=once)
         relay.install_signal_handlers()
         published = relay.run()
