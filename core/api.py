@@ -2,10 +2,13 @@
 
 import logging
 import re
+import sys
 from datetime import datetime, time
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -30,8 +33,37 @@ def _first_message(errors) -> str:
     return str(errors)
 
 
+# The database refused, dropped or lost the connection: the request may succeed if
+# retried, so the answer is a 503 with Retry-After, never a 500.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_UNAVAILABLE_DETAIL = "The database is unavailable; retry in a few seconds."
+RETRY_AFTER_SECONDS = 5
+
+
+def _database_unavailable(exc, where: str, response):
+    """Log the database error once (the request id is bound) and mark ``response``."""
+    text = str(exc).strip()
+    logger.warning(
+        "database unavailable in %s, answered 503: %s: %s",
+        where,
+        type(exc).__name__,
+        text.splitlines()[0][:200] if text else "",
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    # Django's request logger would log it again (with a traceback) at ERROR.
+    response._has_been_logged = True
+    return response
+
+
 def exception_handler(exc, context):
     """Map domain and validation errors to JSON 4xx answers; never leak a traceback."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        response = Response(
+            {"detail": DATABASE_UNAVAILABLE_DETAIL},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        view = context.get("view").__class__.__name__
+        return _database_unavailable(exc, view, response)
     if isinstance(exc, ApplicationError):
         body = {"detail": exc.message} | exc.extra
         if exc.field:
@@ -127,7 +159,10 @@ ERROR_DESCRIPTIONS = {
     404: "Not found, not yours, or a page past the end.",
     409: "Conflicts with the current state (a taken slot, a finished appointment).",
     429: "Too many requests; retry after the Retry-After header.",
-    503: "The access could not be recorded in the audit trail; try again.",
+    503: (
+        "The database is unavailable, or the access could not be recorded in the "
+        "audit trail; retry after the Retry-After header if given."
+    ),
 }
 
 
@@ -142,6 +177,29 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 def not_found(request, exception=None):
     """A JSON 404 for any URL that matches no view (API clients never see HTML)."""
     return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def server_error(request):
+    """Django's 500 handler (errors outside DRF views: middleware, plain views).
+
+    A database that refused or dropped the connection answers 503 with Retry-After;
+    under /api/ every answer is JSON, never Django's HTML page.
+    """
+    exc = sys.exc_info()[1]
+    api = request.path.startswith("/api/")
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        if api:
+            response = JsonResponse({"detail": DATABASE_UNAVAILABLE_DETAIL}, status=503)
+        else:
+            response = HttpResponse(
+                DATABASE_UNAVAILABLE_DETAIL, status=503, content_type="text/plain"
+            )
+        return _database_unavailable(exc, "a Django view or middleware", response)
+    if api:
+        return JsonResponse(
+            {"detail": "Internal error; it has been logged."}, status=500
+        )
+    return defaults.server_error(request)
 
 
 def query_params(serializer_class, request) -> dict:

@@ -174,6 +174,7 @@ SPECTACULAR_SETTINGS = {
 from healthcare.settings_pipeline import (  # noqa: E402, F401 (Django reads them)
     CDC,
     CONSUMER,
+    EMAIL_LEASE_SECONDS,
     EMAIL_TIMEOUT,
     KAFKA,
     NOTIFICATION_EMAIL,

@@ -133,6 +133,9 @@ KAFKA["PROJECT_TOPICS"] = list(
 
 # Notification email channel (sent by run_consumer's email thread, with retries).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+# How long a claimed delivery waits before another sender may take it (a sender
+# killed mid-send): longer than a round of sending, at most a day.
+EMAIL_LEASE_SECONDS = env_int("EMAIL_LEASE_SECONDS", 300, minimum=1, maximum=86400)
 NOTIFICATION_EMAIL = {
     "ENABLED": env_bool("NOTIFICATION_EMAIL_ENABLED", True),
     "BATCH_SIZE": env_int("NOTIFICATION_EMAIL_BATCH_SIZE", 100, minimum=1),

@@ -99,3 +99,4 @@ urlpatterns = [
 ]
 
 handler404 = "core.api.not_found"
+handler500 = "core.api.server_error"

@@ -4,8 +4,9 @@ The consumer writes one pending delivery per notification whose recipient has an
 address, in the same transaction as the notification. This loop claims due rows
 (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several consumer processes
 share the work), sends them through Django's email backend and records the outcome.
-A claim pushes ``next_attempt_at`` out by a lease: a sender that dies mid-send
-leaves the row to be sent again after the lease (email is at-least-once).
+A claim pushes ``next_attempt_at`` out by a lease (``EMAIL_LEASE_SECONDS``): a
+sender that dies mid-send leaves the row to be sent again after the lease (email is
+at-least-once).
 """
 
 import logging
@@ -26,8 +27,6 @@ from notifications.inbox import reset_connection
 from notifications.models import EmailDelivery
 
 logger = logging.getLogger("notifications.email")
-
-LEASE = timedelta(minutes=5)
 
 
 class NoAddress(Exception):
@@ -53,8 +52,10 @@ class EmailSender(StopOnSignal):
         poll_interval: float | None = None,
         max_attempts: int | None = None,
         retry_seconds: float | None = None,
+        lease_seconds: float | None = None,
     ):
         conf = settings.NOTIFICATION_EMAIL
+        self.lease = timedelta(seconds=lease_seconds or settings.EMAIL_LEASE_SECONDS)
         self.batch_size = batch_size or conf["BATCH_SIZE"]
         self.poll_interval = poll_interval or conf["POLL_INTERVAL_MS"] / 1000
         self.max_attempts = max_attempts or conf["MAX_ATTEMPTS"]
@@ -138,7 +139,7 @@ class EmailSender(StopOnSignal):
         if not ids:
             return []
         EmailDelivery.objects.filter(pk__in=ids).update(
-            attempts=F("attempts") + 1, next_attempt_at=now + LEASE
+            attempts=F("attempts") + 1, next_attempt_at=now + self.lease
         )
         return list(
             EmailDelivery.objects.filter(pk__in=ids).select_related(

@@ -146,8 +146,12 @@ class PostgresLeadership:
                     acquired = []
         elif self.held:
             self._lost += self._lost_connection("not connected")
+        # A shard lost (say by wait()) and taken back by the reconnect above is held
+        # again under a new epoch: it is acquired, not lost. Losing a shard clears
+        # ``held``, so what is still held now was re-acquired in this call.
         lost, self._lost = self._lost, []
-        return [s for s in acquired if s in self.held], lost
+        acquired = [s for s in acquired if s in self.held]
+        return acquired, sorted({s for s in lost if s not in self.held})
 
     def _members(self) -> dict[int, int]:
         rows = self.conn.execute(
@@ -212,8 +216,8 @@ class PostgresLeadership:
         if self.conn is not None and not self.conn.closed:
             try:
                 self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LEADER, shard))
-            except Exception as exc:
-                self._lost_connection(exc)
+            except Exception as exc:  # the other shards went with the connection
+                self._lost += self._lost_connection(exc)
 
     # -- waiting -------------------------------------------------------------
     def wait(self, timeout: float, wake_fd: int) -> None:

@@ -181,6 +181,10 @@ class ShardPublisher:
                     return
                 except KafkaException as exc:
                     err = exc.args[0]
+                    # A fenced or failed producer never commits: give up now rather
+                    # than retry until the deadline, even if the error says retriable.
+                    if err.fatal() or err.txn_requires_abort():
+                        raise
                     if err.retriable() and time.monotonic() < deadline:
                         continue
                     raise

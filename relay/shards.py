@@ -51,14 +51,7 @@ class ShardSet:
         for shard in lost:
             self.drop(shard, "leadership lost")
         for shard in acquired:
-            self.publishers[shard] = self._new_publisher(shard)
-            self._next_start[shard] = 0.0
-            logger.info(
-                "relay: leading shard %d of %d (epoch %d)",
-                shard,
-                self.shard_count,
-                self.leadership.held[shard],
-            )
+            self._lead(shard)
         now = time.monotonic()
         for shard, publisher in list(self.publishers.items()):
             if not publisher.ready and now >= self._next_start.get(shard, 0.0):
@@ -126,6 +119,30 @@ class ShardSet:
         for shard in list(self.publishers):
             self.drop(shard, "relay stopping")
         self.leadership.close()
+
+    def _lead(self, shard: int) -> None:
+        """Start leading a shard just acquired: a new producer for it."""
+        epoch = self.leadership.held.get(shard)
+        if epoch is None:
+            return  # lost again at once (the connection dropped giving up another)
+        self._close_former_publisher(shard)
+        self.publishers[shard] = self._new_publisher(shard)
+        self._next_start[shard] = 0.0
+        logger.info(
+            "relay: leading shard %d of %d (epoch %d)", shard, self.shard_count, epoch
+        )
+
+    def _close_former_publisher(self, shard: int) -> None:
+        """A shard lost and taken back at once: its old producer must not go on.
+
+        The new producer's ``init_transactions`` fences the old one at the broker,
+        and the new lease epoch fences the old batches' marks.
+        """
+        publisher = self.publishers.pop(shard, None)
+        self.draining.discard(shard)
+        if publisher is not None:
+            publisher.close()
+            logger.warning("relay: shard %d taken back after its lock was lost", shard)
 
     def _new_publisher(self, shard: int) -> ShardPublisher:
         return ShardPublisher(shard, **self.producer_overrides)
