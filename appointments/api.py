@@ -311,8 +311,7 @@ class AppointmentRescheduleApi(APIView):
         operation_id="appointments_reschedule",
         parameters=[APPOINTMENT_ID],
         request=AppointmentRescheduleInput,
-        responses={200: AppointmentOutput}
-        | error_responses(400, 401, 404, 409, 429),
+        responses={200: AppointmentOutput} | error_responses(400, 401, 404, 409, 429),
     )
     def post(self, request, pk):
         """Move a booked appointment to another free slot of the same doctor."""

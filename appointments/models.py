@@ -74,7 +74,11 @@ class DoctorQuerySet(models.QuerySet):
         doctor = Doctor.from_db(self.db, fields, rows[0][:5])
         doctor.loaded_hours = [
             WorkingHours(
-                id=hid, doctor=doctor, weekday=day, start=_as_time(start), end=_as_time(end)
+                id=hid,
+                doctor=doctor,
+                weekday=day,
+                start=_as_time(start),
+                end=_as_time(end),
             )
             for *_, hid, day, start, end in rows
             if hid is not None
@@ -103,7 +107,9 @@ class Doctor(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(slot_minutes__gte=5, slot_minutes__lte=MAX_SLOT_MINUTES),
+                condition=models.Q(
+                    slot_minutes__gte=5, slot_minutes__lte=MAX_SLOT_MINUTES
+                ),
                 name="doctor_slot_minutes_5_to_240",
                 violation_error_message="A slot lasts 5 to 240 minutes.",
             )
@@ -113,7 +119,9 @@ class Doctor(models.Model):
         return self.name
 
     def periods_on(self, day: date_type) -> list["WorkingHours"]:
-        hours = self.working_hours.all() if self.loaded_hours is None else self.loaded_hours
+        hours = (
+            self.working_hours.all() if self.loaded_hours is None else self.loaded_hours
+        )
         return [p for p in hours if p.weekday == day.weekday()]
 
     def slot_grid(

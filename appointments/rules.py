@@ -30,7 +30,6 @@ TOO_MANY = (
 )
 
 
-
 def check_bookable(doctor: Doctor, day: date_type, time_slot: time) -> None:
     """The slot is in the future, inside the horizon, on the doctor's grid."""
     today = timezone.localdate()

@@ -114,7 +114,9 @@ def appointment_book(
     try:
         with transaction.atomic():
             rules.check_quota(rules.lock_patient(patient))
-            rules.check_free(doctor=doctor, patient=patient, day=date, time_slot=time_slot)
+            rules.check_free(
+                doctor=doctor, patient=patient, day=date, time_slot=time_slot
+            )
             appointment = Appointment.objects.create(
                 patient=patient,
                 doctor=doctor,

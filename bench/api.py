@@ -95,10 +95,14 @@ def statements_per_booking(plan: list[dict]) -> list[str]:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    (token, body), = booking_bodies(plan[:1], date.today() + timedelta(days=1), 350, 1)
+    ((token, body),) = booking_bodies(
+        plan[:1], date.today() + timedelta(days=1), 350, 1
+    )
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="127.0.0.1")
     with CaptureQueriesContext(connection) as queries:
-        response = client.post("/api/appointments", body, content_type="application/json")
+        response = client.post(
+            "/api/appointments", body, content_type="application/json"
+        )
     if response.status_code != 201:
         raise RuntimeError(f"the counted booking answered {response.status_code}")
     clear_bookings()
@@ -176,7 +180,9 @@ def run_variant(label: str, plan: list[dict], script: Path, args, env) -> dict:
     try:
         wrk = dict(port=server.port, script=script, threads=2, connections=args.clients)
         run_wrk(**wrk, seconds=args.warmup, day_offset=0)
-        closed = measured(server, lambda: run_wrk(**wrk, seconds=args.seconds, day_offset=60))
+        closed = measured(
+            server, lambda: run_wrk(**wrk, seconds=args.seconds, day_offset=60)
+        )
         bodies = booking_bodies(plan, first, 200, int(args.rate * args.seconds))
         opened = measured(server, lambda: run_open_loop(server.port, bodies, args.rate))
     finally:
@@ -187,7 +193,12 @@ def run_variant(label: str, plan: list[dict], script: Path, args, env) -> dict:
         f"{opened['rps']:,.0f}/s of {args.rate:g}/s offered (p99 {opened['p99_ms']:.1f} ms); "
         f"{closed['errors'] + opened['errors']} errors\n"
     )
-    return {"closed": closed, "open": opened, "appointments": appointments, "events": events}
+    return {
+        "closed": closed,
+        "open": opened,
+        "appointments": appointments,
+        "events": events,
+    }
 
 
 def mean(runs, part, key):
@@ -197,13 +208,23 @@ def mean(runs, part, key):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short round")
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured time per load")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured wrk run first")
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="measured time per load"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="unmeasured wrk run first"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="runs per variant")
     parser.add_argument("--clients", type=int, default=16, help="wrk connections")
-    parser.add_argument("--rate", type=float, default=300.0, help="open-loop offered rate")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--rate", type=float, default=300.0, help="open-loop offered rate"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=4, help="gunicorn worker processes"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads per gunicorn worker"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.warmup = 4.0, 1, 1.0
@@ -215,17 +236,32 @@ def report(runs: dict, statements: list[str], args) -> int:
     rows = []
     for name in names:
         r = runs[name]
-        rows.append([
-            name, mean(r, "closed", "rps"), mean(r, "closed", "p50_ms"),
-            mean(r, "closed", "p99_ms"), mean(r, "closed", "web_cpu_ms"),
-            mean(r, "closed", "pg_cpu_ms"), mean(r, "open", "rps"),
-            mean(r, "open", "p99_ms"),
-            sum(x["closed"]["errors"] + x["open"]["errors"] for x in r),
-        ])
+        rows.append(
+            [
+                name,
+                mean(r, "closed", "rps"),
+                mean(r, "closed", "p50_ms"),
+                mean(r, "closed", "p99_ms"),
+                mean(r, "closed", "web_cpu_ms"),
+                mean(r, "closed", "pg_cpu_ms"),
+                mean(r, "open", "rps"),
+                mean(r, "open", "p99_ms"),
+                sum(x["closed"]["errors"] + x["open"]["errors"] for x in r),
+            ]
+        )
     print_table(
         f"POST /api/appointments: {args.clients} connections (wrk), then {args.rate:g}/s offered",
-        ["variant", "req/s", "p50 ms", "p99 ms", "web CPU ms/req", "PG CPU ms/req",
-         f"achieved at {args.rate:g}/s", f"p99 ms at {args.rate:g}/s", "errors"],
+        [
+            "variant",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "web CPU ms/req",
+            "PG CPU ms/req",
+            f"achieved at {args.rate:g}/s",
+            f"p99 ms at {args.rate:g}/s",
+            "errors",
+        ],
         rows,
     )
     own = [s for s in statements if s not in ("BEGIN", "COMMIT")]
@@ -238,17 +274,24 @@ def report(runs: dict, statements: list[str], args) -> int:
     print(f"\noutbox cost: {cost:.1f}% of throughput (target <= 5%)")
     print(f"audit cost: {audit_cost:.1f}% of throughput (one insert per booking)")
     errors = built[-1] + baseline[-1] + no_audit[-1]
-    print_result({
-        "bench": "api", "broker": "none", "relay_mode": "none",
-        "api_req_per_s": round(built[1], 1), "api_p99_ms": round(built[3], 1),
-        "api_p99_ms_at_300": round(built[7], 1),
-        "api_baseline_req_per_s": round(baseline[1], 1),
-        "outbox_cost_pct": round(cost, 1), "statements_per_booking": len(own),
-        "api_no_audit_req_per_s": round(no_audit[1], 1),
-        "audit_cost_pct": round(audit_cost, 1),
-        "web_cpu_ms_per_req": round(built[4], 2), "pg_cpu_ms_per_req": round(built[5], 2),
-        "errors": errors,
-    })
+    print_result(
+        {
+            "bench": "api",
+            "broker": "none",
+            "relay_mode": "none",
+            "api_req_per_s": round(built[1], 1),
+            "api_p99_ms": round(built[3], 1),
+            "api_p99_ms_at_300": round(built[7], 1),
+            "api_baseline_req_per_s": round(baseline[1], 1),
+            "outbox_cost_pct": round(cost, 1),
+            "statements_per_booking": len(own),
+            "api_no_audit_req_per_s": round(no_audit[1], 1),
+            "audit_cost_pct": round(audit_cost, 1),
+            "web_cpu_ms_per_req": round(built[4], 2),
+            "pg_cpu_ms_per_req": round(built[5], 2),
+            "errors": errors,
+        }
+    )
     return 0 if errors == 0 else 1
 
 

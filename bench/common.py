@@ -75,9 +75,7 @@ def kafka_can_start() -> bool:
 
 def default_broker() -> str:
     """BENCH_BROKER, else Apache Kafka when it can start here, else Tansu."""
-    return os.environ.get("BENCH_BROKER") or (
-        "kafka" if kafka_can_start() else "tansu"
-    )
+    return os.environ.get("BENCH_BROKER") or ("kafka" if kafka_can_start() else "tansu")
 
 
 def add_broker_argument(parser) -> None:

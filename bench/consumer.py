@@ -68,7 +68,9 @@ def load_topic(brokers: str, n: int, patients, doctors) -> None:
 
     from messaging.topics import ensure_topics
 
-    ensure_topics([TOPIC, f"{TOPIC}.dlq"], admin=AdminClient({"bootstrap.servers": brokers}))
+    ensure_topics(
+        [TOPIC, f"{TOPIC}.dlq"], admin=AdminClient({"bootstrap.servers": brokers})
+    )
     producer = Producer(
         {
             "bootstrap.servers": brokers,

@@ -104,17 +104,31 @@ def write_wrk_script(path: Path, plan: list[dict], threads: int, first: date) ->
 
 
 def run_wrk(
-    *, port: int, script: Path, threads: int, connections: int, seconds: float,
+    *,
+    port: int,
+    script: Path,
+    threads: int,
+    connections: int,
+    seconds: float,
     day_offset: int,
 ) -> dict:
     """One closed-loop wrk run; its requests/s, p50/p99 (ms) and error counts."""
     out = subprocess.run(
         [
-            ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
-            "--latency", "-s", str(script), f"http://127.0.0.1:{port}", "--",
+            ensure_wrk(),
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+            "--",
             str(day_offset),
         ],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     line = next(x for x in out.stdout.splitlines() if x.startswith("WRK_RESULT "))
     raw = json.loads(line.removeprefix("WRK_RESULT "))

@@ -49,7 +49,8 @@ def event_data(key: str, n: int) -> dict:
         "doctorName": "Dr. Margaret Hamilton-Smith",
         "date": "2027-03-%02d" % (1 + n % 28),
         "timeSlot": "%02d:%02d" % (8 + n % 9, 30 * (n % 2)),
-        "reason": "Follow-up consultation about the results of the blood test, n=%d" % n,
+        "reason": "Follow-up consultation about the results of the blood test, n=%d"
+        % n,
         "status": "booked",
     }
 
@@ -135,9 +136,13 @@ def measure_ceiling(n: int, batch_size: int) -> float:
         payload = json.dumps(row.payload)
         headers = cloudevent_headers(event)
         rows.append(
-            ClaimedRow(seq, 0, TOPIC, row.key, payload, headers, 0, None, str(event.event_id))
+            ClaimedRow(
+                seq, 0, TOPIC, row.key, payload, headers, 0, None, str(event.event_id)
+            )
         )
-    publisher = ShardPublisher(0, **{"transactional.id": f"bench-ceiling-{uuid.uuid4()}"})
+    publisher = ShardPublisher(
+        0, **{"transactional.id": f"bench-ceiling-{uuid.uuid4()}"}
+    )
     publisher.start(timeout=30)
     started = time.perf_counter()
     for i in range(0, n, batch_size):
@@ -242,7 +247,10 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="drains of N events; the median is reported"
+        "--rounds",
+        type=int,
+        default=3,
+        help="drains of N events; the median is reported",
     )
     parser.add_argument("--quick", action="store_true", help="small N for development")
     add_broker_argument(parser)
@@ -252,7 +260,10 @@ def main() -> int:
         args.latency_seconds, args.idle_seconds, args.rounds = 3, 5, 1
 
     broker = start_broker(args.broker)
-    extra = {"OUTBOX_APPOINTMENT_TOPIC": TOPIC, "OUTBOX_BATCH_SIZE": str(args.batch_size)}
+    extra = {
+        "OUTBOX_APPOINTMENT_TOPIC": TOPIC,
+        "OUTBOX_BATCH_SIZE": str(args.batch_size),
+    }
     log_path = ROOT / "var" / "bench-relay.log"
     relay = None
     try:  # the broker is stopped whatever fails from here on, the database too
@@ -295,7 +306,11 @@ def main() -> int:
         f"Relay drain of {args.events:,} events of ~300 bytes ({machine()})",
         ["measure", "value", "target"],
         [
-            [f"(a) this relay, events/s (median of {len(rounds)})", relay_rate, ">= 40,000"],
+            [
+                f"(a) this relay, events/s (median of {len(rounds)})",
+                relay_rate,
+                ">= 40,000",
+            ],
             ["    each round", ", ".join(f"{r:,.0f}" for r in rounds), ""],
             [f"(b) naive relay, events/s ({naive_done:,} events)", naive_rate, ""],
             ["(c) raw produce ceiling, events/s", ceiling, ""],
@@ -304,7 +319,11 @@ def main() -> int:
             [f"commit-to-ack p50 ms at 500/s ({len(latencies):,} events)", p50, ""],
             ["commit-to-ack p99 ms at 500/s", p99, "<= 50"],
             ["relay peak RSS MB while draining", rss.peak_mb, "<= 200"],
-            [f"idle relay CPU % of one core ({args.idle_seconds:.0f} s)", idle_cpu, "< 1"],
+            [
+                f"idle relay CPU % of one core ({args.idle_seconds:.0f} s)",
+                idle_cpu,
+                "< 1",
+            ],
         ],
     )
     print_result(

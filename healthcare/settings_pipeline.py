@@ -141,7 +141,9 @@ NOTIFICATION_EMAIL = {
     "BATCH_SIZE": env_int("NOTIFICATION_EMAIL_BATCH_SIZE", 100, minimum=1),
     "MAX_ATTEMPTS": env_int("NOTIFICATION_EMAIL_MAX_ATTEMPTS", 5, minimum=1),
     "RETRY_SECONDS": env_int("NOTIFICATION_EMAIL_RETRY_SECONDS", 30, minimum=1),
-    "POLL_INTERVAL_MS": env_int("NOTIFICATION_EMAIL_POLL_INTERVAL_MS", 1000, minimum=10),
+    "POLL_INTERVAL_MS": env_int(
+        "NOTIFICATION_EMAIL_POLL_INTERVAL_MS", 1000, minimum=10
+    ),
 }
 # How long the notification side keeps its rows (notifications_purge deletes older).
 NOTIFICATION_RETENTION = {

@@ -113,7 +113,9 @@ def readyz(request):
     progress = {}
     try:
         if checks["database"]["ok"] and cdc_enabled():
-            checks["cdc"] = cdc_health()  # an unread slot keeps WAL until the disk fills
+            checks["cdc"] = (
+                cdc_health()
+            )  # an unread slot keeps WAL until the disk fills
         if checks["database"]["ok"] and may_see_details(request):  # trusted only
             progress = pipeline_health()
     except DatabaseError as exc:

@@ -8,10 +8,24 @@ from notifications.models import EmailDelivery, Notification, ProcessedEvent
 @admin.register(Notification)
 class NotificationAdmin(AuditedAdmin):
     audit_record_type = "notification"
-    list_display = ["id", "recipient", "event_type", "appointment_id", "created_at", "read_at"]
+    list_display = [
+        "id",
+        "recipient",
+        "event_type",
+        "appointment_id",
+        "created_at",
+        "read_at",
+    ]
     list_filter = ["event_type", ("read_at", admin.EmptyFieldListFilter)]
     search_fields = ["=appointment_id", "=event_id", "recipient__username"]
-    readonly_fields = ["recipient", "event_id", "appointment_id", "event_type", "message", "created_at"]
+    readonly_fields = [
+        "recipient",
+        "event_id",
+        "appointment_id",
+        "event_type",
+        "message",
+        "created_at",
+    ]
 
 
 @admin.register(ProcessedEvent)
@@ -19,7 +33,14 @@ class ProcessedEventAdmin(ReadOnlyAdmin):
     """The inbox: written by the consumer only, never deleted here (a deleted row
     lets a republished event notify twice)."""
 
-    list_display = ["event_id", "event_type", "topic", "partition", "offset", "processed_at"]
+    list_display = [
+        "event_id",
+        "event_type",
+        "topic",
+        "partition",
+        "offset",
+        "processed_at",
+    ]
     list_filter = ["event_type", "topic"]
     search_fields = ["=event_id"]
 

@@ -30,7 +30,9 @@ def outbox_republish(*, events) -> int:
     return count
 
 
-def outbox_replay_selection(*, since, until, aggregate_id: str = "", event_type: str = ""):
+def outbox_replay_selection(
+    *, since, until, aggregate_id: str = "", event_type: str = ""
+):
     """The outbox rows created in [since, until), optionally of one aggregate or type."""
     events = OutboxEvent.objects.filter(created_at__gte=since, created_at__lt=until)
     if aggregate_id:

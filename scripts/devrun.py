@@ -63,7 +63,9 @@ def main() -> int:
         commands = dict(COMMANDS)
         if cdc:
             manage("kafka", "topics", "create", env=env)
-            say("connect: starting Kafka Connect with Debezium (the first run fetches it)")
+            say(
+                "connect: starting Kafka Connect with Debezium (the first run fetches it)"
+            )
             worker = connect.devrun_connect(env["KAFKA_BROKERS"], env, VAR / "connect")
             say(f"connect: connector running, REST {worker.url}; no run_relay")
             del commands["relay"]

@@ -13,7 +13,9 @@ from relay.models import OutboxEvent
 from tests.kafka_utils import headers_of
 
 
-def make_events(keys: list[str], per_key: int, *, aggregatetype: str = "appointment", size: int = 0):
+def make_events(
+    keys: list[str], per_key: int, *, aggregatetype: str = "appointment", size: int = 0
+):
     """per_key events for each key, interleaved across keys the way real traffic is."""
     return [
         Event(
@@ -87,7 +89,9 @@ def assert_complete_and_ordered(records, rows=None) -> None:
         key, event_id = record.key().decode(), headers_of(record)["ce_id"]
         if event_id not in seen[key]:
             seen[key].append(event_id)
-    missing = {k: set(v) - set(seen[k]) for k, v in expected.items() if set(v) - set(seen[k])}
+    missing = {
+        k: set(v) - set(seen[k]) for k, v in expected.items() if set(v) - set(seen[k])
+    }
     assert not missing, f"events missing from the topic: {missing}"
     disordered = [k for k, v in expected.items() if seen[k] != v]
     assert not disordered, f"keys out of order: {disordered[:5]}"

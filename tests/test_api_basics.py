@@ -13,11 +13,15 @@ pytestmark = pytest.mark.django_db
 def test_token_pair_and_refresh(patient):
     client = APIClient()
     response = client.post(
-        "/api/auth/token/", {"username": "alice", "password": "a-Long-test-passw0rd"}, format="json"
+        "/api/auth/token/",
+        {"username": "alice", "password": "a-Long-test-passw0rd"},
+        format="json",
     )
     assert response.status_code == 200
     refreshed = client.post(
-        "/api/auth/token/refresh", {"refresh": response.json()["refresh"]}, format="json"
+        "/api/auth/token/refresh",
+        {"refresh": response.json()["refresh"]},
+        format="json",
     )
     assert refreshed.status_code == 200
     assert "access" in refreshed.json()
@@ -44,7 +48,9 @@ def test_doctors_list_with_and_without_trailing_slash(patient_client, doctor, pa
 @pytest.mark.parametrize("time_slot", ["10:00 AM", "10:00"])
 def test_seed_request_books_with_both_time_formats(patient_client, doctor, time_slot):
     response = patient_client.post(
-        "/api/appointments/", seed_request(doctor, next_weekday(), time_slot), format="json"
+        "/api/appointments/",
+        seed_request(doctor, next_weekday(), time_slot),
+        format="json",
     )
     assert response.status_code == 201, response.content
     body = response.json()
@@ -65,7 +71,9 @@ def test_seed_request_books_with_both_time_formats(patient_client, doctor, time_
         ({"date": None}, "date"),
     ],
 )
-def test_bad_booking_input_answers_400_naming_the_field(patient_client, doctor, change, field):
+def test_bad_booking_input_answers_400_naming_the_field(
+    patient_client, doctor, change, field
+):
     body = seed_request(doctor, next_weekday()) | change
     response = patient_client.post("/api/appointments", body, format="json")
     assert response.status_code == 400, response.content
@@ -96,10 +104,14 @@ def test_patient_sees_only_their_own_appointments(patient_client, doctor, make_u
     ).json()
     other = client_for(make_user("bob"))
     theirs = other.post(
-        "/api/appointments", seed_request(doctor, next_weekday(8), "11:00"), format="json"
+        "/api/appointments",
+        seed_request(doctor, next_weekday(8), "11:00"),
+        format="json",
     ).json()
 
-    listed = [a["id"] for a in patient_client.get("/api/appointments").json()["results"]]
+    listed = [
+        a["id"] for a in patient_client.get("/api/appointments").json()["results"]
+    ]
     assert listed == [mine["id"]]
     assert patient_client.get(f"/api/appointments/{mine['id']}").status_code == 200
     assert patient_client.get(f"/api/appointments/{theirs['id']}/").status_code == 404

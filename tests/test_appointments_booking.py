@@ -216,7 +216,6 @@ def test_patient_overlap_counts_slot_lengths(patient, doctor, make_user):
     )
 
 
-
 def test_patient_overlap_reaches_back_the_longest_slot(patient, make_user):
     # Only appointments that can overlap are read: a 4-hour slot at 08:00 still
     # covers 11:45 and ends at 12:00.
@@ -228,9 +227,7 @@ def test_patient_overlap_reaches_back_the_longest_slot(patient, make_user):
         appointment_book(
             patient=patient, doctor=short, date=day, time_slot=time(11, 45)
         )
-    assert appointment_book(
-        patient=patient, doctor=short, date=day, time_slot=time(12)
-    )
+    assert appointment_book(patient=patient, doctor=short, date=day, time_slot=time(12))
 
 
 def test_slot_at_midnight_is_checked_against_the_day_start(patient, make_user):
@@ -240,6 +237,7 @@ def test_slot_at_midnight_is_checked_against_the_day_start(patient, make_user):
     appointment_book(patient=patient, doctor=night, date=day, time_slot=time(0))
     with pytest.raises(Conflict):
         appointment_book(patient=patient, doctor=other, date=day, time_slot=time(0, 30))
+
 
 def test_cancelled_slot_can_be_booked_again(patient, other_patient, doctor):
     day = next_weekday()

@@ -26,6 +26,8 @@ def test_a_booking_runs_at_most_its_statement_budget(patient_client, doctor):
     # (each test runs inside a transaction of its own).
     transaction = ("BEGIN", "COMMIT", "SAVEPOINT ", "RELEASE SAVEPOINT ")
     statements = [
-        q["sql"] for q in queries.captured_queries if not q["sql"].startswith(transaction)
+        q["sql"]
+        for q in queries.captured_queries
+        if not q["sql"].startswith(transaction)
     ]
     assert len(statements) <= OWN + THROTTLE + AUDIT, "\n".join(statements)

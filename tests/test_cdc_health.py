@@ -50,4 +50,7 @@ def test_pipeline_page_shows_the_mode_and_the_slot_retained_bytes(
 
 def test_pipeline_page_says_poll_mode_by_default(client, admin_user):
     client.force_login(admin_user)
-    assert "Relay mode: <strong>poll</strong>" in client.get("/admin/pipeline/").content.decode()
+    assert (
+        "Relay mode: <strong>poll</strong>"
+        in client.get("/admin/pipeline/").content.decode()
+    )

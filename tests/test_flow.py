@@ -53,7 +53,9 @@ def test_booking_reaches_topic_and_becomes_notifications(
     assert notes[0]["eventType"] == "appointment.booked"
     assert "Dr. Smith" in notes[0]["message"]
     assert set(notes[0]) >= {"appointmentId", "eventType", "message", "createdAt"}
-    doctor_notes = Notification.objects.filter(recipient=doctor.user, appointment_id=appointment_id)
+    doctor_notes = Notification.objects.filter(
+        recipient=doctor.user, appointment_id=appointment_id
+    )
     assert doctor_notes.count() == 1
 
     assert consumer.wait_for_output(
@@ -94,7 +96,10 @@ def test_relay_keeps_running_while_broker_is_down_then_publishes(
 
     down = Broker()  # a port with nothing listening yet
     appointment = appointment_book(
-        patient=patient, doctor=doctor, date=next_weekday(), time_slot=__import__("datetime").time(11)
+        patient=patient,
+        doctor=doctor,
+        date=next_weekday(),
+        time_slot=__import__("datetime").time(11),
     )
     relay = start_process(
         "run_relay",

@@ -108,8 +108,13 @@ def test_the_files_acls_let_the_relay_write_and_refuse_the_ops_principal(broker)
     finally:
         filters = [
             AclBindingFilter(
-                b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
-                b.operation, b.permission_type,
+                b.restype,
+                b.name,
+                b.resource_pattern_type,
+                b.principal,
+                b.host,
+                b.operation,
+                b.permission_type,
             )
             for b in granted
         ]

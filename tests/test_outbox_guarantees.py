@@ -25,20 +25,26 @@ from tests.test_flow import next_weekday
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_booking_is_rolled_back_when_the_outbox_write_fails(patient, doctor, monkeypatch):
+def test_booking_is_rolled_back_when_the_outbox_write_fails(
+    patient, doctor, monkeypatch
+):
     def broken_enqueue(event):
         raise IntegrityError("outbox insert failed")
 
     monkeypatch.setattr("appointments.services.enqueue", broken_enqueue)
     with pytest.raises(IntegrityError):
-        appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
+        appointment_book(
+            patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
+        )
     assert Appointment.objects.count() == 0
     assert OutboxEvent.objects.count() == 0
 
 
 def test_outbox_row_is_rolled_back_with_the_appointment(patient, doctor):
     with pytest.raises(RuntimeError), transaction.atomic():
-        appointment_book(patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10))
+        appointment_book(
+            patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
+        )
         assert OutboxEvent.objects.count() == 1
         raise RuntimeError("the caller's transaction fails after booking")
     assert Appointment.objects.count() == 0
@@ -73,9 +79,9 @@ def test_duplicate_delivery_creates_notifications_once(
     assert producer.flush(10) == 0
 
     consumer = start_process("run_consumer")
-    assert wait_until(lambda: ProcessedEvent.objects.filter(event_id=row.event_id).exists(), 30), (
-        consumer.output
-    )
+    assert wait_until(
+        lambda: ProcessedEvent.objects.filter(event_id=row.event_id).exists(), 30
+    ), consumer.output
     assert wait_until(
         lambda: committed_total(broker.address, f"group-{topic}", topic) == 3, 30
     ), "the consumer must have read and committed all three copies"
@@ -108,9 +114,12 @@ def test_relay_killed_before_marking_gives_exactly_one_notification(
     # the restarted relay publishes the row again; the consumer sees it twice
     relay = start_process("run_relay")
     consumer = start_process("run_consumer")
-    assert wait_until(lambda: OutboxEvent.objects.pending().count() == 0, 30), relay.output
+    assert wait_until(lambda: OutboxEvent.objects.pending().count() == 0, 30), (
+        relay.output
+    )
     assert wait_until(
-        lambda: Notification.objects.filter(appointment_id=appointment.id).count() >= 2, 30
+        lambda: Notification.objects.filter(appointment_id=appointment.id).count() >= 2,
+        30,
     ), consumer.output
     records = read_topic(broker.address, topic, expect=2)
     assert len(records) == 2, "the broker holds the event twice"
@@ -118,9 +127,9 @@ def test_relay_killed_before_marking_gives_exactly_one_notification(
     group = f"group-{topic}"
     # a relay transaction's commit marker takes an offset too: compare with the last record
     last = max(r.offset() for r in records)  # one key: both copies share a partition
-    assert wait_until(lambda: committed_total(broker.address, group, topic) > last, 30), (
-        "the consumer must have read and committed both copies"
-    )
+    assert wait_until(
+        lambda: committed_total(broker.address, group, topic) > last, 30
+    ), "the consumer must have read and committed both copies"
     assert consumer.terminate() == 0  # SIGTERM: finishes and commits what it read
     assert relay.terminate() == 0
     assert Notification.objects.filter(appointment_id=appointment.id).count() == 2

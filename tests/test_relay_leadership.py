@@ -64,7 +64,9 @@ def test_three_relays_share_shards_and_survive_the_leader_being_killed_under_loa
     broker, topic, start_process
 ):
     first = start_process("run_relay", "--shards", "2", name="relay-a")
-    assert first.wait_for_output("leading shard 1") and first.wait_for_output("leading shard 0")
+    assert first.wait_for_output("leading shard 1") and first.wait_for_output(
+        "leading shard 0"
+    )
     load = Load(new_keys(30), rate=200)
     load.start()
     relays = {first.proc.pid: first}
@@ -73,7 +75,9 @@ def test_three_relays_share_shards_and_survive_the_leader_being_killed_under_loa
         relays[proc.proc.pid] = proc
     try:
         # The first relay hands one shard over to a newcomer: each leads one.
-        assert wait_until(lambda: holder_pid(0) != holder_pid(1), timeout=15), first.output
+        assert wait_until(lambda: holder_pid(0) != holder_pid(1), timeout=15), (
+            first.output
+        )
 
         leader = relays[holder_pid(0)]
         epoch = ShardLease.objects.get(shard=0).epoch
@@ -128,7 +132,9 @@ def test_stalled_leader_is_fenced_out_by_the_new_leader(broker, topic):
     enqueue_events(make_events(new_keys(2), 3))
     # Leader A takes the shard, claims the rows, then stalls before producing them.
     store = PostgresStore("outbox-relay-stalled")
-    stalled = PostgresLeadership(shard_count=1, store=store, lease_timeout=5, holder="stalled")
+    stalled = PostgresLeadership(
+        shard_count=1, store=store, lease_timeout=5, holder="stalled"
+    )
     assert stalled.maintain()[0] == [0]
     epoch = stalled.held[0]
     publisher = ShardPublisher(0)
@@ -137,7 +143,9 @@ def test_stalled_leader_is_fenced_out_by_the_new_leader(broker, topic):
     assert len(rows) == 6
     # While it stalls, PostgreSQL ends its idle session (OUTBOX_LEASE_TIMEOUT): the lock is free.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [stalled.conn.info.backend_pid])
+        cursor.execute(
+            "SELECT pg_terminate_backend(%s)", [stalled.conn.info.backend_pid]
+        )
 
     # Relay B takes the shard over (new epoch, init_transactions) and publishes everything.
     assert run_relay_once() == 6
@@ -153,10 +161,17 @@ def test_stalled_leader_is_fenced_out_by_the_new_leader(broker, topic):
         publisher.commit(deadline=time.monotonic() + 10)
     assert DeliveryErrorPolicy.classify(refused.value.args[0]) is Outcome.FENCED
     # ...and the database refuses its marks.
-    assert store.mark_published(
-        seqs=[r.seq for r in rows], partitions=[0] * 6, offsets=[0] * 6,
-        shard=0, epoch=epoch, published_at=time_now(),
-    ) == 0
+    assert (
+        store.mark_published(
+            seqs=[r.seq for r in rows],
+            partitions=[0] * 6,
+            offsets=[0] * 6,
+            shard=0,
+            epoch=epoch,
+            published_at=time_now(),
+        )
+        == 0
+    )
     assert dict(OutboxEvent.objects.values_list("seq", "published_at")) == marked
     store.close()
 
@@ -167,7 +182,9 @@ def test_stalled_leader_is_fenced_out_by_the_new_leader(broker, topic):
 
 
 @pytest.mark.postgres_only
-def test_a_stalled_relay_loses_its_shard_after_the_lease_timeout(broker, topic, start_process):
+def test_a_stalled_relay_loses_its_shard_after_the_lease_timeout(
+    broker, topic, start_process
+):
     env = {"OUTBOX_LEASE_TIMEOUT": "2s"}
     a = start_process("run_relay", env=env, name="relay-a")
     assert a.wait_for_output("producer ready")
@@ -184,14 +201,18 @@ def test_a_stalled_relay_loses_its_shard_after_the_lease_timeout(broker, topic, 
         assert b.wait_for_output("producer ready", timeout=15), b.output
         # The lease (2 s) plus a heartbeat and a takeover attempt of at most a second each.
         assert time.monotonic() - stopped_at <= 8.0
-        assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=20)
+        assert wait_until(
+            lambda: not OutboxEvent.objects.pending().exists(), timeout=20
+        )
     finally:
         a.proc.send_signal(signal.SIGCONT)
     assert a.wait_for_output("giving up shards", timeout=10), a.output
     enqueue_events(make_events(keys, 2))
     assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=20)
     records = read_topic(broker.address, topic, expect=30)
-    assert len(records) == 30, "every event exactly once: the stalled relay published nothing"
+    assert len(records) == 30, (
+        "every event exactly once: the stalled relay published nothing"
+    )
     assert_complete_and_ordered(records)
     assert a.terminate() == 0 and b.terminate() == 0
 

@@ -16,7 +16,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def scrape(port: int) -> dict:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    body = (
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(body)
@@ -24,7 +28,9 @@ def scrape(port: int) -> dict:
     }
 
 
-def test_relay_serves_backlog_throughput_and_leadership_metrics(broker, topic, start_process):
+def test_relay_serves_backlog_throughput_and_leadership_metrics(
+    broker, topic, start_process
+):
     keys = new_keys(5)
     enqueue_events(make_events(keys, 1))
     # One event that waits for a retry: pending, and old.
@@ -36,7 +42,9 @@ def test_relay_serves_backlog_throughput_and_leadership_metrics(broker, topic, s
     )
     port = free_port()
     relay = start_process("run_relay", "--metrics-port", str(port))
-    assert wait_until(lambda: OutboxEvent.objects.pending().count() == 1, timeout=20), relay.output
+    assert wait_until(lambda: OutboxEvent.objects.pending().count() == 1, timeout=20), (
+        relay.output
+    )
 
     metrics = scrape(port)
     assert metrics[("outbox_relay_published_events_total", (("shard", "0"),))] == 4

@@ -17,7 +17,9 @@ from tests.test_flow import next_weekday
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 
-def change(appointment_id, event_type: str, *, lock: bool, hold: float, committed: list):
+def change(
+    appointment_id, event_type: str, *, lock: bool, hold: float, committed: list
+):
     """A service-shaped change: (lock the row,) enqueue its event, hold, commit."""
     try:
         with transaction.atomic():
@@ -49,7 +51,9 @@ def two_concurrent_changes(appointment, *, lock: bool) -> tuple[list, list]:
     slow.join()
     fast.join()
     by_seq = list(
-        OutboxEvent.objects.filter(key=str(appointment.id)).order_by("seq").values_list("type", flat=True)
+        OutboxEvent.objects.filter(key=str(appointment.id))
+        .order_by("seq")
+        .values_list("type", flat=True)
     )
     return committed, by_seq[1:]  # after appointment.booked
 

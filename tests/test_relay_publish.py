@@ -18,7 +18,9 @@ from tests.relay_support import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_relay_publishes_every_event_once_in_key_order_across_many_batches(broker, topic):
+def test_relay_publishes_every_event_once_in_key_order_across_many_batches(
+    broker, topic
+):
     keys = new_keys(25)
     for _ in range(3):  # several transactions, each interleaving keys
         enqueue_events(make_events(keys, 8))
@@ -43,7 +45,10 @@ def test_record_is_a_binary_mode_cloudevent_with_json_data(broker, topic):
         type="appointment.booked",
         aggregatetype="appointment",
         aggregateid="3f1c9d8e-0000-4000-8000-000000000001",
-        data={"appointmentId": "3f1c9d8e-0000-4000-8000-000000000001", "reason": "Grüße"},
+        data={
+            "appointmentId": "3f1c9d8e-0000-4000-8000-000000000001",
+            "reason": "Grüße",
+        },
         source="/healthcare/appointments",
         traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     )
@@ -119,7 +124,9 @@ def test_busy_relay_keeps_key_order_with_its_cursor(broker, topic, busy_relay):
 
 
 @pytest.mark.postgres_only
-def test_row_committed_late_behind_the_cursor_is_still_published(broker, topic, busy_relay):
+def test_row_committed_late_behind_the_cursor_is_still_published(
+    broker, topic, busy_relay
+):
     import threading
 
     from django.db import connection, transaction
@@ -143,10 +150,14 @@ def test_row_committed_late_behind_the_cursor_is_still_published(broker, topic, 
     assert enqueued.wait(5)
     with relay_in_thread(poll_interval=0.05):
         enqueue_events(make_events(new_keys(10), 3))
-        assert wait_until(lambda: OutboxEvent.objects.published().count() == 30, timeout=20)
+        assert wait_until(
+            lambda: OutboxEvent.objects.published().count() == 30, timeout=20
+        )
         release.set()
         writer.join()
-        assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=10)
+        assert wait_until(
+            lambda: not OutboxEvent.objects.pending().exists(), timeout=10
+        )
 
     records = read_topic(broker.address, topic, expect=31)
     assert len(records) == 31

@@ -33,7 +33,9 @@ def outbox_with_history():
     enqueue_events(make_events(new_keys(30), 1))
     seqs = list(OutboxEvent.objects.order_by("seq").values_list("seq", flat=True))
     old = timezone.now() - timedelta(days=8)
-    OutboxEvent.objects.filter(seq__in=seqs[:25]).update(created_at=old, published_at=old)
+    OutboxEvent.objects.filter(seq__in=seqs[:25]).update(
+        created_at=old, published_at=old
+    )
     OutboxEvent.objects.filter(seq__in=seqs[25:28]).update(published_at=timezone.now())
     OutboxEvent.objects.filter(seq__in=seqs[28:]).update(created_at=old)
     return seqs
@@ -48,7 +50,9 @@ def test_outbox_purge_deletes_published_rows_past_retention_in_bounded_batches()
 
     out = StringIO()
     with CaptureQueriesContext(connection) as queries:
-        call_command("outbox_purge", "--batch-size", "10", stdout=out, stderr=StringIO())
+        call_command(
+            "outbox_purge", "--batch-size", "10", stdout=out, stderr=StringIO()
+        )
     assert "purged 25 published events" in out.getvalue()
     deletes = [q for q in queries.captured_queries if q["sql"].startswith("DELETE")]
     assert len(deletes) == 3, "three transactions of at most 10 rows"
@@ -66,13 +70,17 @@ def test_relay_purges_expired_rows_by_itself(broker, topic):
     run_relay_once()
 
     assert sorted(OutboxEvent.objects.values_list("seq", flat=True)) == seqs[25:]
-    assert not OutboxEvent.objects.pending().exists(), "the old pending rows were published"
+    assert not OutboxEvent.objects.pending().exists(), (
+        "the old pending rows were published"
+    )
 
 
 def consumed_past(brokers: str, group: str, records) -> bool:
     """Whether the group has committed offsets beyond every one of these records."""
     admin = AdminClient({"bootstrap.servers": brokers})
-    [future] = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
+    [future] = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)]
+    ).values()
     committed = {tp.partition: tp.offset for tp in future.result().topic_partitions}
     return all(committed.get(r.partition(), -1) > r.offset() for r in records)
 
@@ -82,28 +90,46 @@ def test_outbox_replay_republishes_a_range_in_order_and_consumers_skip_duplicate
 ):
     when = next_weekday()
     appointments = [
-        appointment_book(patient=patient, doctor=doctor, date=when, time_slot=time(9 + i))
+        appointment_book(
+            patient=patient, doctor=doctor, date=when, time_slot=time(9 + i)
+        )
         for i in range(3)
     ]
     relay = start_process("run_relay")
     consumer = start_process("run_consumer")
-    assert wait_until(lambda: Notification.objects.count() == 6, timeout=40), consumer.output
+    assert wait_until(lambda: Notification.objects.count() == 6, timeout=40), (
+        consumer.output
+    )
 
     out = StringIO()
     call_command(
-        "outbox_replay", "--since", "1h", "--aggregate-id", str(appointments[0].id),
-        "--dry-run", stdout=out,
+        "outbox_replay",
+        "--since",
+        "1h",
+        "--aggregate-id",
+        str(appointments[0].id),
+        "--dry-run",
+        stdout=out,
     )
     assert "would republish 1 events" in out.getvalue()
     out = StringIO()
-    call_command("outbox_replay", "--since", "1h", "--event-type", "appointment.cancelled",
-                 "--dry-run", stdout=out)
+    call_command(
+        "outbox_replay",
+        "--since",
+        "1h",
+        "--event-type",
+        "appointment.cancelled",
+        "--dry-run",
+        stdout=out,
+    )
     assert "would republish 0 events" in out.getvalue()
     assert OutboxEvent.objects.pending().count() == 0
 
     out, progress = StringIO(), StringIO()
     call_command("outbox_replay", "--since", "1h", stdout=out, stderr=progress)
-    assert "queued 3 events" in out.getvalue() and "republished 3 events" in out.getvalue()
+    assert (
+        "queued 3 events" in out.getvalue() and "republished 3 events" in out.getvalue()
+    )
     assert "republished [" in progress.getvalue()
 
     records = read_topic(broker.address, topic, expect=6)

@@ -8,7 +8,12 @@ import pytest
 from relay.models import OutboxEvent
 from tests.conftest import wait_until
 from tests.kafka_utils import headers_of, read_topic
-from tests.relay_support import assert_complete_and_ordered, enqueue_events, make_events, new_keys
+from tests.relay_support import (
+    assert_complete_and_ordered,
+    enqueue_events,
+    make_events,
+    new_keys,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +26,9 @@ def test_sigterm_mid_drain_commits_and_marks_what_is_in_flight_and_exits_zero(
     total = OutboxEvent.objects.count()
     # Small batches: one Kafka transaction per 20 events keeps it draining for a while.
     relay = start_process("run_relay", env={"OUTBOX_BATCH_SIZE": "20"})
-    assert wait_until(lambda: OutboxEvent.objects.published().exists(), timeout=30), relay.output
+    assert wait_until(lambda: OutboxEvent.objects.published().exists(), timeout=30), (
+        relay.output
+    )
 
     relay.proc.send_signal(signal.SIGTERM)
     sent_at = time.monotonic()
@@ -34,7 +41,9 @@ def test_sigterm_mid_drain_commits_and_marks_what_is_in_flight_and_exits_zero(
     assert {headers_of(r)["ce_id"] for r in records} == {str(e) for e in marked}
 
     again = start_process("run_relay")
-    assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=60), again.output
+    assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=60), (
+        again.output
+    )
     records = read_topic(broker.address, topic, expect=total, timeout=60)
     assert len(records) == total, "each event exactly once across the restart"
     assert_complete_and_ordered(records)

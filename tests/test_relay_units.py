@@ -58,7 +58,15 @@ def test_bucket_is_stable_for_a_key():
 
 
 @pytest.mark.parametrize(
-    "raw, seconds", [("7d", 604800), ("36h", 129600), ("90m", 5400), ("30s", 30), ("250ms", 0.25), ("42", 42)]
+    "raw, seconds",
+    [
+        ("7d", 604800),
+        ("36h", 129600),
+        ("90m", 5400),
+        ("30s", 30),
+        ("250ms", 0.25),
+        ("42", 42),
+    ],
 )
 def test_parse_duration(raw, seconds):
     assert parse_duration(raw) == seconds

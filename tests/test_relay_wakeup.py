@@ -18,7 +18,7 @@ def test_insert_wakes_an_idle_relay_long_before_its_poll_interval(start_process)
     # Now idle: its next poll is a minute away, so only the NOTIFY can wake it.
     time.sleep(1)
     enqueue_events(make_events(new_keys(1), 1))
-    assert wait_until(
-        lambda: not OutboxEvent.objects.pending().exists(), timeout=20
-    ), f"not woken within 20 s of the commit: {relay.output}"
+    assert wait_until(lambda: not OutboxEvent.objects.pending().exists(), timeout=20), (
+        f"not woken within 20 s of the commit: {relay.output}"
+    )
     assert relay.terminate() == 0

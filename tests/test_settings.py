@@ -88,7 +88,12 @@ def test_broker_list_and_security_reach_every_client_config(settings):
 def test_producer_is_idempotent_and_tuned_from_settings(settings):
     from messaging import config as kafka
 
-    settings.KAFKA = {**settings.KAFKA, "LINGER_MS": 20, "BATCH_SIZE": 65536, "COMPRESSION": "zstd"}
+    settings.KAFKA = {
+        **settings.KAFKA,
+        "LINGER_MS": 20,
+        "BATCH_SIZE": 65536,
+        "COMPRESSION": "zstd",
+    }
     config = kafka.producer_config()
     assert config["enable.idempotence"] is True
     assert config["acks"] == "all"

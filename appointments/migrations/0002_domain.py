@@ -7,67 +7,121 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('appointments', '0001_initial'),
+        ("appointments", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WorkingHours',
+            name="WorkingHours",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('weekday', models.PositiveSmallIntegerField(choices=[(0, 'Monday'), (1, 'Tuesday'), (2, 'Wednesday'), (3, 'Thursday'), (4, 'Friday'), (5, 'Saturday'), (6, 'Sunday')])),
-                ('start', models.TimeField()),
-                ('end', models.TimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "weekday",
+                    models.PositiveSmallIntegerField(
+                        choices=[
+                            (0, "Monday"),
+                            (1, "Tuesday"),
+                            (2, "Wednesday"),
+                            (3, "Thursday"),
+                            (4, "Friday"),
+                            (5, "Saturday"),
+                            (6, "Sunday"),
+                        ]
+                    ),
+                ),
+                ("start", models.TimeField()),
+                ("end", models.TimeField()),
             ],
             options={
-                'verbose_name_plural': 'working hours',
-                'ordering': ['doctor', 'weekday', 'start'],
+                "verbose_name_plural": "working hours",
+                "ordering": ["doctor", "weekday", "start"],
             },
         ),
         migrations.AlterModelOptions(
-            name='doctor',
-            options={'ordering': ['name', 'id']},
+            name="doctor",
+            options={"ordering": ["name", "id"]},
         ),
         migrations.AlterField(
-            model_name='doctor',
-            name='slot_minutes',
-            field=models.PositiveSmallIntegerField(default=30, help_text="Length of one appointment slot; slots start at each working period's start.", validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(240)]),
+            model_name="doctor",
+            name="slot_minutes",
+            field=models.PositiveSmallIntegerField(
+                default=30,
+                help_text="Length of one appointment slot; slots start at each working period's start.",
+                validators=[
+                    django.core.validators.MinValueValidator(5),
+                    django.core.validators.MaxValueValidator(240),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='doctor',
-            name='specialty',
+            model_name="doctor",
+            name="specialty",
             field=models.CharField(blank=True, db_index=True, max_length=120),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'booked')), fields=('doctor', 'date', 'time_slot'), name='appointment_one_active_per_doctor_slot'),
+            model_name="appointment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "booked")),
+                fields=("doctor", "date", "time_slot"),
+                name="appointment_one_active_per_doctor_slot",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'booked')), fields=('patient', 'date', 'time_slot'), name='appointment_one_active_per_patient_time'),
+            model_name="appointment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "booked")),
+                fields=("patient", "date", "time_slot"),
+                name="appointment_one_active_per_patient_time",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='doctor',
-            constraint=models.CheckConstraint(condition=models.Q(('slot_minutes__gte', 5), ('slot_minutes__lte', 240)), name='doctor_slot_minutes_5_to_240', violation_error_message='A slot lasts 5 to 240 minutes.'),
+            model_name="doctor",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("slot_minutes__gte", 5), ("slot_minutes__lte", 240)
+                ),
+                name="doctor_slot_minutes_5_to_240",
+                violation_error_message="A slot lasts 5 to 240 minutes.",
+            ),
         ),
         migrations.AddField(
-            model_name='workinghours',
-            name='doctor',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='working_hours', to='appointments.doctor'),
+            model_name="workinghours",
+            name="doctor",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="working_hours",
+                to="appointments.doctor",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workinghours',
-            constraint=models.CheckConstraint(condition=models.Q(('start__lt', models.F('end'))), name='working_hours_start_before_end', violation_error_message='A working period must start before it ends.'),
+            model_name="workinghours",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("start__lt", models.F("end"))),
+                name="working_hours_start_before_end",
+                violation_error_message="A working period must start before it ends.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workinghours',
-            constraint=models.CheckConstraint(condition=models.Q(('weekday__gte', 0), ('weekday__lte', 6)), name='working_hours_weekday_0_to_6'),
+            model_name="workinghours",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("weekday__gte", 0), ("weekday__lte", 6)),
+                name="working_hours_weekday_0_to_6",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workinghours',
-            constraint=models.UniqueConstraint(fields=('doctor', 'weekday', 'start'), name='working_hours_unique_start'),
+            model_name="workinghours",
+            constraint=models.UniqueConstraint(
+                fields=("doctor", "weekday", "start"), name="working_hours_unique_start"
+            ),
         ),
     ]

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,35 +14,60 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ProcessedEvent',
+            name="ProcessedEvent",
             fields=[
-                ('event_id', models.UUIDField(primary_key=True, serialize=False)),
-                ('event_type', models.CharField(max_length=128)),
-                ('topic', models.CharField(max_length=249)),
-                ('partition', models.IntegerField()),
-                ('offset', models.BigIntegerField()),
-                ('processed_at', models.DateTimeField(auto_now_add=True)),
+                ("event_id", models.UUIDField(primary_key=True, serialize=False)),
+                ("event_type", models.CharField(max_length=128)),
+                ("topic", models.CharField(max_length=249)),
+                ("partition", models.IntegerField()),
+                ("offset", models.BigIntegerField()),
+                ("processed_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-processed_at'],
+                "ordering": ["-processed_at"],
             },
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.UUIDField()),
-                ('appointment_id', models.UUIDField(db_index=True)),
-                ('event_type', models.CharField(max_length=128)),
-                ('message', models.TextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('read_at', models.DateTimeField(blank=True, null=True)),
-                ('recipient', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("event_id", models.UUIDField()),
+                ("appointment_id", models.UUIDField(db_index=True)),
+                ("event_type", models.CharField(max_length=128)),
+                ("message", models.TextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("read_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "recipient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['recipient', '-created_at'], name='notificatio_recipie_a972ce_idx')],
-                'constraints': [models.UniqueConstraint(fields=('event_id', 'recipient'), name='one_notification_per_event_recipient')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["recipient", "-created_at"],
+                        name="notificatio_recipie_a972ce_idx",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("event_id", "recipient"),
+                        name="one_notification_per_event_recipient",
+                    )
+                ],
             },
         ),
     ]

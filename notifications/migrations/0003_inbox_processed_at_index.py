@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('notifications', '0002_email_delivery'),
+        ("notifications", "0002_email_delivery"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='processedevent',
-            index=models.Index(fields=['processed_at'], name='inbox_processed_at_idx'),
+            model_name="processedevent",
+            index=models.Index(fields=["processed_at"], name="inbox_processed_at_idx"),
         ),
     ]

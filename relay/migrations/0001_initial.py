@@ -6,37 +6,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='OutboxEvent',
+            name="OutboxEvent",
             fields=[
-                ('seq', models.BigAutoField(primary_key=True, serialize=False)),
-                ('event_id', models.UUIDField(db_column='id', default=uuid.uuid4, unique=True)),
-                ('aggregatetype', models.CharField(max_length=64)),
-                ('aggregateid', models.CharField(max_length=64)),
-                ('type', models.CharField(max_length=128)),
-                ('topic', models.CharField(max_length=249)),
-                ('key', models.CharField(max_length=255)),
-                ('payload', models.JSONField()),
-                ('headers', models.JSONField(default=dict)),
-                ('shard', models.PositiveSmallIntegerField(default=0)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
-                ('partition', models.IntegerField(blank=True, null=True)),
-                ('offset', models.BigIntegerField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
+                ("seq", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "event_id",
+                    models.UUIDField(db_column="id", default=uuid.uuid4, unique=True),
+                ),
+                ("aggregatetype", models.CharField(max_length=64)),
+                ("aggregateid", models.CharField(max_length=64)),
+                ("type", models.CharField(max_length=128)),
+                ("topic", models.CharField(max_length=249)),
+                ("key", models.CharField(max_length=255)),
+                ("payload", models.JSONField()),
+                ("headers", models.JSONField(default=dict)),
+                ("shard", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now
+                    ),
+                ),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
+                ("partition", models.IntegerField(blank=True, null=True)),
+                ("offset", models.BigIntegerField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['seq'],
-                'indexes': [models.Index(condition=models.Q(('published_at__isnull', True)), fields=['shard', 'seq'], name='outbox_pending_idx'), models.Index(fields=['published_at'], name='outbox_published_idx')],
+                "ordering": ["seq"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("published_at__isnull", True)),
+                        fields=["shard", "seq"],
+                        name="outbox_pending_idx",
+                    ),
+                    models.Index(fields=["published_at"], name="outbox_published_idx"),
+                ],
             },
         ),
     ]

@@ -57,7 +57,9 @@ class Command(BaseCommand):
         if reset_offsets:
             return self.reset(group, reset_offsets, force=options["force"])
         if options["metrics_port"]:
-            start_http_server(options["metrics_port"], addr=settings.METRICS_BIND_ADDRESS)
+            start_http_server(
+                options["metrics_port"], addr=settings.METRICS_BIND_ADDRESS
+            )
             logger.info("consumer: metrics on port %d", options["metrics_port"])
         email = options["email"]
         if email is None:

@@ -14,14 +14,22 @@ class Command(BaseCommand):
             "--older-than",
             help="Retention, e.g. 7d, 36h, 90m (default OUTBOX_RETENTION).",
         )
-        parser.add_argument("--batch-size", type=int, help="Rows deleted per transaction.")
         parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would be deleted, delete nothing."
+            "--batch-size", type=int, help="Rows deleted per transaction."
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Count what would be deleted, delete nothing.",
         )
 
     def handle(self, *args, older_than=None, batch_size=None, dry_run=False, **options):
         try:
-            seconds = parse_duration(older_than) if older_than else settings.OUTBOX["RETENTION_S"]
+            seconds = (
+                parse_duration(older_than)
+                if older_than
+                else settings.OUTBOX["RETENTION_S"]
+            )
         except ValueError as exc:
             raise CommandError(f"--older-than: {exc}") from None
         if batch_size is not None and batch_size < 1:
@@ -32,6 +40,8 @@ class Command(BaseCommand):
             self.stdout.write(f"would purge {count} published events older than {age}")
             return
         bar = ProgressBar("purging", count, stream=self.stderr)
-        deleted = outbox_purge(older_than=seconds, batch_size=batch_size, on_batch=bar.update)
+        deleted = outbox_purge(
+            older_than=seconds, batch_size=batch_size, on_batch=bar.update
+        )
         bar.finish(deleted)
         self.stdout.write(f"purged {deleted} published events older than {age}")

@@ -17,22 +17,40 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--since", required=True, help="Start (ISO 8601, or an age like 2h).")
-        parser.add_argument("--until", help="End, exclusive (ISO 8601, or an age; default now).")
-        parser.add_argument("--aggregate-id", default="", help="Only this aggregate (appointment id).")
-        parser.add_argument("--event-type", default="", help="Only this type, e.g. appointment.booked.")
-        parser.add_argument("--dry-run", action="store_true", help="Show what would be replayed.")
         parser.add_argument(
-            "--no-wait", action="store_true", help="Do not wait for the relay to republish."
+            "--since", required=True, help="Start (ISO 8601, or an age like 2h)."
         )
-        parser.add_argument("--batch-size", type=int, default=5000, help="Rows per transaction.")
+        parser.add_argument(
+            "--until", help="End, exclusive (ISO 8601, or an age; default now)."
+        )
+        parser.add_argument(
+            "--aggregate-id", default="", help="Only this aggregate (appointment id)."
+        )
+        parser.add_argument(
+            "--event-type", default="", help="Only this type, e.g. appointment.booked."
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Show what would be replayed."
+        )
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="Do not wait for the relay to republish.",
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=5000, help="Rows per transaction."
+        )
         parser.add_argument(
             "--timeout", type=float, default=600, help="Seconds to wait for the relay."
         )
 
     def handle(self, *args, **options):
         since = parse_when("--since", options["since"])
-        until = parse_when("--until", options["until"]) if options["until"] else timezone.now()
+        until = (
+            parse_when("--until", options["until"])
+            if options["until"]
+            else timezone.now()
+        )
         if since >= until:
             raise CommandError("--since must be before --until")
         if options["batch_size"] < 1:
@@ -48,13 +66,17 @@ class Command(BaseCommand):
         window = f"created {since.isoformat()} .. {until.isoformat()}"
         if options["dry_run"]:
             self.stdout.write(f"would republish {count} events {window}")
-            for row in published.values("type").annotate(n=Count("seq")).order_by("type"):
+            for row in (
+                published.values("type").annotate(n=Count("seq")).order_by("type")
+            ):
                 self.stdout.write(f"  {row['type']}: {row['n']}")
             return
         aggregates = published.values_list("aggregateid", flat=True).distinct()
         audit_command(action="republished", record_type="outbox", record_ids=aggregates)
         bar = ProgressBar("queueing", count, stream=self.stderr)
-        queued = outbox_replay(events=selection, batch_size=options["batch_size"], on_batch=bar.update)
+        queued = outbox_replay(
+            events=selection, batch_size=options["batch_size"], on_batch=bar.update
+        )
         bar.finish(queued)
         self.stdout.write(f"queued {queued} events {window} for republishing")
         if options["no_wait"] or not queued:

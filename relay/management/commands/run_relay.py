@@ -51,7 +51,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"metrics on http://{settings.METRICS_BIND_ADDRESS}:{metrics_port}/metrics"
             )
-        relay = Relay(shards=shards, batch_size=batch_size, poll_interval=poll_interval, once=once)
+        relay = Relay(
+            shards=shards, batch_size=batch_size, poll_interval=poll_interval, once=once
+        )
         relay.install_signal_handlers()
         published = relay.run()
         self.stdout.write(f"published {published} events")
