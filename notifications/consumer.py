@@ -112,7 +112,8 @@ class NotificationConsumer(GroupMember, StopOnSignal):
                     break  # stopped before the batch was done: nothing of it committed
                 in_flight = self._start(batch) if batch is not None else None
                 if in_flight is None:
-                    self._commit_positions()  # idle: everything handed out applied
+                    # idle: everything handed out applied; at a stop, commit now
+                    self._commit_positions(now=not self.running)
                 self._update_lag()
             if in_flight is not None:
                 self._finish(in_flight)

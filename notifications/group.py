@@ -62,7 +62,7 @@ class GroupMember:
             [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         )
 
-    def _commit_positions(self) -> None:
+    def _commit_positions(self, now: bool = False) -> None:
         """When idle, every record handed out applied: commit past commit markers.
 
         A Kafka transaction's commit marker takes the offset after its last record.
@@ -70,7 +70,7 @@ class GroupMember:
         a caught-up group would show a lag of one per transaction (high watermark
         minus committed offset, as the broker and its tools count it) forever.
         """
-        if not self._assigned or not self._positions_due.ready():
+        if not self._assigned or not (now or self._positions_due.ready()):
             return
         partitions = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
         try:

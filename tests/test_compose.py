@@ -38,8 +38,11 @@ def production(compose) -> dict:
 
 
 def env_names_read_by_settings() -> set[str]:
-    """Variables settings.py reads, plus those the gunicorn config reads."""
-    text = (ROOT / "healthcare" / "settings.py").read_text()
+    """Variables the settings read, plus those the gunicorn config reads."""
+    text = "".join(
+        (ROOT / "healthcare" / name).read_text()
+        for name in ("settings.py", "settings_pipeline.py")
+    )
     gunicorn = (ROOT / "deploy" / "gunicorn.conf.py").read_text()
     return set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', text)) | set(
         re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', gunicorn)
