@@ -13,10 +13,15 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from devtools.chaos.smtp import SmtpSink
 from notifications.models import EmailDelivery, Notification
 from relay.models import OutboxEvent
 from tests.conftest import wait_until
+from tests.email_support import (
+    kill_sender_mid_round,
+    pending_deliveries,
+    resend_all,
+    slow_sink_env,
+)
 from tests.kafka_utils import headers_of, read_topic
 from tests.relay_support import (
     assert_complete_and_ordered,
@@ -28,38 +33,13 @@ from tests.relay_support import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def pending_deliveries(make_user, n: int) -> list[EmailDelivery]:
-    users = [make_user(email=f"person-{i}@example.org") for i in range(4)]
-    deliveries = []
-    for i in range(n):
-        note = Notification.objects.create(
-            recipient=users[i % 4],
-            event_id=uuid.uuid4(),
-            appointment_id=uuid.uuid4(),
-            event_type="appointment.booked",
-            message=f"Your appointment number {i} is booked.",
-        )
-        deliveries.append(EmailDelivery.objects.create(notification=note))
-    return deliveries
-
-
 def test_email_sender_killed_mid_send_loses_nothing_and_sends_again(
     make_user, start_process
 ):
     deliveries = pending_deliveries(make_user, 60)
-    sink = SmtpSink(delay=0.05).start()  # one message per 50 ms: a round lasts seconds
-    env = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(sink.port),
-        "NOTIFICATION_EMAIL_BATCH_SIZE": "30",
-    }
+    sink, env = slow_sink_env(30)
     try:
-        sender = start_process("send_emails", env=env)
-        assert wait_until(lambda: sink.total >= 3, timeout=30), sender.output
-        assert sink.sending()
-        sender.proc.send_signal(signal.SIGKILL)
-        sender.proc.wait(10)
+        kill_sender_mid_round(start_process, sink, env)
         # A message whose data was in before the kill is still counted (the sink's
         # delay): sample once the killed session has ended.
         assert wait_until(lambda: sink.open_sessions == 0, timeout=10)
@@ -76,13 +56,7 @@ def test_email_sender_killed_mid_send_loses_nothing_and_sends_again(
         assert all(d.next_attempt_at > timezone.now() for d in claimed)
         claimed.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
 
-        again = start_process("send_emails", env=env, name="send_emails-again")
-        done = wait_until(
-            lambda: not EmailDelivery.objects.exclude(status="sent").exists(),
-            timeout=60,
-        )
-        assert done, again.output
-        assert again.terminate() == 0
+        resend_all(start_process, env)
     finally:
         sink.stop()
     # At least once: every delivery reached the sink; the killed round's ones may twice.

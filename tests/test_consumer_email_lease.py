@@ -4,18 +4,20 @@ Found by the chaos suite: a sender killed mid-send held its claimed deliveries f
 hard-coded 5 minutes. The lease is now a bounded setting (default 300 s).
 """
 
-import signal
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from devtools.chaos.smtp import SmtpSink
 from notifications.mailer import EmailSender
 from notifications.models import EmailDelivery
-from tests.conftest import wait_until
-from tests.test_chaos_gaps import pending_deliveries
+from tests.email_support import (
+    kill_sender_mid_round,
+    pending_deliveries,
+    resend_all,
+    slow_sink_env,
+)
 from tests.test_settings import manage_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,19 +43,9 @@ def test_a_killed_senders_deliveries_go_again_after_the_configured_lease(
     make_user, start_process
 ):
     deliveries = pending_deliveries(make_user, 40)
-    sink = SmtpSink(delay=0.05).start()  # one message per 50 ms: a round lasts seconds
-    env = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(sink.port),
-        "NOTIFICATION_EMAIL_BATCH_SIZE": "20",
-        "EMAIL_LEASE_SECONDS": "3",
-    }
+    sink, env = slow_sink_env(20, EMAIL_LEASE_SECONDS="3")
     try:
-        sender = start_process("send_emails", env=env)
-        assert wait_until(lambda: sink.total >= 3, timeout=30), sender.output
-        sender.proc.send_signal(signal.SIGKILL)
-        sender.proc.wait(10)
+        kill_sender_mid_round(start_process, sink, env)
         killed_at = timezone.now()
         claimed = EmailDelivery.objects.filter(status="pending", attempts=1)
         assert claimed.exists()  # the round in hand: claimed, maybe sent, not marked
@@ -63,13 +55,7 @@ def test_a_killed_senders_deliveries_go_again_after_the_configured_lease(
         )
 
         # No hand on the rows: a new sender takes them once the 3 s lease ran out.
-        again = start_process("send_emails", env=env, name="send_emails-again")
-        done = wait_until(
-            lambda: not EmailDelivery.objects.exclude(status="sent").exists(),
-            timeout=60,
-        )
-        assert done, again.output
-        assert again.terminate() == 0
+        resend_all(start_process, env)
     finally:
         sink.stop()
     assert sink.total >= len(deliveries)
