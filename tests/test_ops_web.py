@@ -6,7 +6,6 @@ import subprocess
 import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -18,6 +17,7 @@ from relay.models import OutboxEvent
 from tests.broker import Broker
 from tests.conftest import ROOT
 from tests.test_flow import next_weekday, seed_request
+from tests.web_support import gunicorn
 
 pytestmark = pytest.mark.django_db
 
@@ -236,49 +236,19 @@ def test_gunicorn_with_compose_config_adds_up_metrics_of_every_worker(
     proc_env, tmp_path
 ):
     """The web service's command from docker-compose.yml, with two workers."""
-    import time
     import urllib.request
 
-    from tests.broker import free_port
-
-    port = free_port()
-    env = {
-        **proc_env,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
+    settings = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "LOG_FORMAT": "json",
     }
-    log = open(tmp_path / "gunicorn.log", "wb")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--config",
-            "deploy/gunicorn.conf.py",
-            "healthcare.wsgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with gunicorn(proc_env, tmp_path / "gunicorn.log", **settings) as port:
 
-    def get(path: str) -> tuple[int, str]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
+        def get(path: str) -> tuple[int, str]:
+            url = f"http://127.0.0.1:{port}{path}"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return r.status, r.read().decode()
 
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                get("/healthz")
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, (
-                    tmp_path / "gunicorn.log"
-                ).read_text()
-                time.sleep(0.1)
         for _ in range(20):  # spread over both workers by the kernel
             assert get("/healthz")[0] == 200
         status, text = get("/metrics")
@@ -288,9 +258,5 @@ def test_gunicorn_with_compose_config_adds_up_metrics_of_every_worker(
             "healthcare_http_requests_total",
             'method="GET",route="healthz",status="200"',
         )
-        assert served == 21  # every worker's requests, not just this one's
+        assert served == 20  # every worker's requests, not just this one's
         assert metric(text, "healthcare_database_up") == 1
-    finally:
-        server.terminate()
-        assert server.wait(15) == 0
-        log.close()

@@ -2,14 +2,10 @@
 
 import json
 import re
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,9 +13,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from core.tokens import RefreshToken
-from tests.broker import free_port, port_open
-from tests.conftest import ROOT
 from tests.kafka_utils import read_topic
+from tests.web_support import gunicorn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -47,30 +42,8 @@ class Http:
 
 @pytest.fixture
 def web(proc_env, tmp_path):
-    port = free_port()
-    env = {**proc_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
-    env["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1"
-    log = open(tmp_path / "gunicorn.log", "wb")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--config",
-            "deploy/gunicorn.conf.py",
-            "healthcare.wsgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while not port_open(port):
-        assert server.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    yield Http(port)
-    server.terminate()
-    server.wait(15)
-    log.close()
+    with gunicorn(proc_env, tmp_path / "gunicorn.log") as port:
+        yield Http(port)
 
 
 def next_weekdays(n: int) -> list[str]:
