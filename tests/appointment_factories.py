@@ -59,3 +59,15 @@ def booking(doctor, day: date, time_slot: str = "10:00", **extra) -> dict:
         "date": day.isoformat(),
         "timeSlot": time_slot,
     } | extra
+
+
+def book_each_hour(client, doctor, day, hours) -> None:
+    """Book ``doctor`` at each of ``hours`` o'clock on ``day``; every one must be 201."""
+    for hour in hours:
+        book = {
+            "doctorId": doctor.id,
+            "date": day.isoformat(),
+            "timeSlot": f"{hour}:00",
+        }
+        response = client.post("/api/appointments", book, format="json")
+        assert response.status_code == 201, response.content

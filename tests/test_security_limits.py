@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from appointments.models import Appointment
 from core.limits import RequestBodyLimitMiddleware, RequestBodyTooLarge
-from tests.appointment_factories import next_weekday
+from tests.appointment_factories import book_each_hour, next_weekday
 
 pytestmark = pytest.mark.django_db
 
@@ -94,16 +94,7 @@ def test_the_booking_after_the_limit_answers_409_naming_it(
 ):
     settings.MAX_ACTIVE_APPOINTMENTS_PER_PATIENT = 8
     day = next_weekday()
-    for hour in range(9, 17):
-        book = {
-            "doctorId": doctor.id,
-            "date": day.isoformat(),
-            "timeSlot": f"{hour}:00",
-        }
-        assert (
-            patient_client.post("/api/appointments", book, format="json").status_code
-            == 201
-        )
+    book_each_hour(patient_client, doctor, day, range(9, 17))
     ninth = {"doctorId": doctor.id, "date": day.isoformat(), "timeSlot": "16:30"}
     response = patient_client.post("/api/appointments", ninth, format="json")
     assert response.status_code == 409

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from appointments.models import Appointment
 from core.client_ip import client_ip
 from core.throttling import RedisCounterStore, check_rate
-from tests.appointment_factories import next_weekday
+from tests.appointment_factories import book_each_hour, next_weekday
 from tests.conftest import PASSWORD
 from tests.security_kit import manage, redis_url  # noqa: F401  (fixture)
 
@@ -73,16 +73,7 @@ def test_counts_are_shared_by_every_process():
 def test_booking_changes_are_throttled_per_user(settings, doctor, patient_client):
     settings.BOOKING_THROTTLE_RATE = "2/minute"
     day = next_weekday()
-    for hour in (9, 10):
-        book = {
-            "doctorId": doctor.id,
-            "date": day.isoformat(),
-            "timeSlot": f"{hour}:00",
-        }
-        assert (
-            patient_client.post("/api/appointments", book, format="json").status_code
-            == 201
-        )
+    book_each_hour(patient_client, doctor, day, (9, 10))
     third = {"doctorId": doctor.id, "date": day.isoformat(), "timeSlot": "11:00"}
     response = patient_client.post("/api/appointments", third, format="json")
     assert response.status_code == 429
