@@ -5,7 +5,6 @@ postgres_only): the connector reads the test database's WAL, so their data must
 be committed (``django_db(transaction=True)``).
 """
 
-import os
 import threading
 import time
 import uuid
@@ -140,51 +139,23 @@ def connector(connect_worker, cdc_slot, cdc_topic):
 @pytest.fixture
 def cdc_env(kafka, cdc_topic, cdc_slot):
     """Environment for manage.py subprocesses: test database, Kafka, topic, slot."""
-    from tests.conftest import database_url
+    from tests.conftest import subprocess_env
 
-    env = os.environ.copy()
-    env.update(
-        {
-            "DATABASE_URL": database_url(),
-            "KAFKA_BROKERS": kafka.address,
-            "OUTBOX_APPOINTMENT_TOPIC": cdc_topic,
-            "CONSUMER_TOPICS": cdc_topic,
-            "CONSUMER_DLQ_TOPIC": f"{cdc_topic}.dlq",
-            "CONSUMER_GROUP": f"group-{cdc_topic}",
-            "CDC_SLOT_NAME": cdc_slot["SLOT_NAME"],
-            "CDC_PUBLICATION": cdc_slot["PUBLICATION"],
-            "KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "KAFKA_FETCH_WAIT_MAX_MS": "10",
-            "OUTBOX_POLL_INTERVAL_MS": "100",
-            "DJANGO_SECRET_KEY": (
-                "test-secret-key-that-is-long-enough-for-hs256-and-django"
-            ),
-            "JWT_SIGNING_KEY": (
-                "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256"
-            ),
-            "PYTHONUNBUFFERED": "1",
-        }
+    return subprocess_env(
+        kafka.address,
+        cdc_topic,
+        CDC_SLOT_NAME=cdc_slot["SLOT_NAME"],
+        CDC_PUBLICATION=cdc_slot["PUBLICATION"],
     )
-    return env
 
 
 @pytest.fixture
 def start_cdc_process(cdc_env, tmp_path):
     """Start ``manage.py <args>`` against Apache Kafka; killed after the test."""
-    from tests.conftest import ManagedProcess
+    from tests.conftest import managed_processes
 
-    started = []
-
-    def start(*args, env=None):
-        log = tmp_path / f"{args[0]}-{len(started)}.log"
-        proc = ManagedProcess(list(args), {**cdc_env, **(env or {})}, log)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.kill()
-        proc.log.close()
+    with managed_processes(cdc_env, tmp_path) as start:
+        yield start
 
 
 class Load(threading.Thread):

@@ -3,6 +3,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,14 +92,13 @@ def database_url() -> str:
     return f"postgres://{s['USER']}{password}@{host}:{port}/{s['NAME']}"
 
 
-@pytest.fixture
-def proc_env(broker, topic):
-    """Environment for a manage.py subprocess: the test database, broker and topic."""
+def subprocess_env(broker_address: str, topic: str, **extra: str) -> dict:
+    """Environment for a manage.py subprocess: the test database, a broker, a topic."""
     env = os.environ.copy()
     env.update(
         {
             "DATABASE_URL": database_url(),
-            "KAFKA_BROKERS": broker.address,
+            "KAFKA_BROKERS": broker_address,
             "OUTBOX_APPOINTMENT_TOPIC": topic,
             "CONSUMER_TOPICS": topic,
             "CONSUMER_DLQ_TOPIC": f"{topic}.dlq",
@@ -109,9 +109,16 @@ def proc_env(broker, topic):
             "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-and-django",
             "JWT_SIGNING_KEY": "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
             "PYTHONUNBUFFERED": "1",
+            **extra,
         }
     )
     return env
+
+
+@pytest.fixture
+def proc_env(broker, topic):
+    """Environment for a manage.py subprocess: the test database, broker and topic."""
+    return subprocess_env(broker.address, topic)
 
 
 class ManagedProcess:
@@ -159,21 +166,31 @@ class ManagedProcess:
             self.proc.wait()
 
 
-@pytest.fixture
-def start_process(proc_env, tmp_path):
-    """Start `manage.py <args>` as a real process; every one is stopped after the test."""
+@contextmanager
+def managed_processes(base_env: dict, tmp_path):
+    """A ``start(*args, env=None, name=None)`` that runs `manage.py <args>` as a real
+    process on ``base_env``; every process it started is killed when the block ends."""
     started = []
 
     def start(*args, env=None, name=None):
         log = tmp_path / f"{name or args[0]}-{len(started)}.log"
-        proc = ManagedProcess(list(args), {**proc_env, **(env or {})}, log)
+        proc = ManagedProcess(list(args), {**base_env, **(env or {})}, log)
         started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        proc.kill()
-        proc.log.close()
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.log.close()
+
+
+@pytest.fixture
+def start_process(proc_env, tmp_path):
+    """Start `manage.py <args>` as a real process; every one is stopped after the test."""
+    with managed_processes(proc_env, tmp_path) as start:
+        yield start
 
 
 def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
