@@ -95,3 +95,15 @@ def committed_total(brokers: str, group: str, topic: str) -> int:
     finally:
         consumer.close()
     return sum(max(tp.offset, 0) for tp in offsets)
+
+
+def table_rows(text: str, first_header: str) -> list[list[str]]:
+    """The rows of the table whose header line starts with first_header."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(first_header))
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows

@@ -33,7 +33,7 @@ from tests.consumer_kit import (
     scrape,
     stream_of,
 )
-from tests.kafka_utils import end_offsets
+from tests.kafka_utils import end_offsets, table_rows
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka_only]
 
@@ -70,17 +70,6 @@ def describe_command(proc_env, group: str) -> str:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def table(text: str, first_header: str) -> list[list[str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(first_header))
-    rows = []
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            break
-        rows.append(line.split())
-    return rows
 
 
 def assignment(group: str) -> dict[str, set[int]]:
@@ -134,13 +123,13 @@ def test_describe_lists_each_live_member_a_killed_one_expires_and_lag_is_the_bro
     assert wait_until(lambda: set(broker_lag(broker, group, topic).values()) == {0})
     out = describe_command(proc_env, group)
     assert f"GROUP {group}  STATE Stable  MEMBERS 3" in out
-    member_rows = table(out, "MEMBER-ID")
+    member_rows = table_rows(out, "MEMBER-ID")
     assert len(member_rows) == 3
     by_member = {}
     for member_id, client_id, host, owned in member_rows:
         assert client_id == "healthcare" and host.endswith("127.0.0.1")
         by_member[member_id] = (client_id, host, owned)
-    partition_rows = table(out, "TOPIC")
+    partition_rows = table_rows(out, "TOPIC")
     assert [r[:2] for r in partition_rows] == [[topic, str(p)] for p in PARTITIONS]
     for _, partition, current, end, lag, member_id, host, client_id in partition_rows:
         assert (client_id, host) == by_member[member_id][:2]
@@ -173,6 +162,6 @@ def test_describe_lists_each_live_member_a_killed_one_expires_and_lag_is_the_bro
     expected = broker_lag(broker, group, topic)
     assert sum(expected.values()) > 15  # the records and their commit markers
     out = describe_command(proc_env, group)
-    rows = table(out, "TOPIC")
+    rows = table_rows(out, "TOPIC")
     assert {int(r[1]): int(r[4]) for r in rows} == expected
     assert re.search(rf"TOTAL LAG {sum(expected.values())}\b", out)

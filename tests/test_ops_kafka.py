@@ -13,6 +13,7 @@ from core.tables import render_table
 from messaging.offsets import partition_lag
 from messaging.topics import ensure_topics
 from tests.conftest import ROOT
+from tests.kafka_utils import table_rows
 
 # -- pure logic ---------------------------------------------------------------
 
@@ -55,18 +56,6 @@ def kafka_cmd(proc_env, *args, timeout=60) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
-
-
-def table_rows(text: str, first_header: str) -> list[list[str]]:
-    """The rows of the table whose header line starts with first_header."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(first_header))
-    rows = []
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            break
-        rows.append(line.split())
-    return rows
 
 
 def produce_batches(
