@@ -62,12 +62,4 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
         "sent_at",
         "created_at",
     ]
-    fields = [
-        "notification",
-        "status",
-        "attempts",
-        "last_error",
-        "next_attempt_at",
-        "sent_at",
-        "created_at",
-    ]
+    fields = readonly_fields
