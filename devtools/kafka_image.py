@@ -14,12 +14,13 @@ each ``_`` made ``.``, then ``...`` made ``-`` and ``..`` made ``_`` (so ``___``
 the name is ``-`` and ``__`` is ``_``). Without a mounted
 ``/mnt/shared/config/server.properties`` those lines are the whole file.
 
-``configure`` adds, before that, for listeners named in KAFKA_ADVERTISED_LISTENERS
-with ``SSL://`` (so SASL_SSL too): ``KAFKA_SSL_KEYSTORE_LOCATION`` =
+``configure`` adds, before that, when KAFKA_ADVERTISED_LISTENERS contains the text
+``SSL://`` (a listener *named* SSL or SASL_SSL; INTERNAL or EXTERNAL listeners of those
+protocols do not count): ``KAFKA_SSL_KEYSTORE_LOCATION`` =
 /etc/kafka/secrets/$KAFKA_SSL_KEYSTORE_FILENAME, and the key and keystore passwords
 read from the files named by KAFKA_SSL_KEY_CREDENTIALS and
 KAFKA_SSL_KEYSTORE_CREDENTIALS (the truststore likewise when client authentication
-is required or requested); with ``SASL_`` listeners it requires KAFKA_OPTS to be set.
+is required or requested); with a listener named ``SASL_*`` it requires KAFKA_OPTS.
 Without KAFKA_LISTENERS it listens on the advertised ports of 0.0.0.0.
 """
 
