@@ -39,7 +39,13 @@ SCRAM_USERS = {
 # A killed node is noticed in 3 s, not 9, and its partitions get new leaders.
 FAILOVER = {"broker.heartbeat.interval.ms": 500, "broker.session.timeout.ms": 3000}
 
-__all__ = ["KafkaBroker", "KafkaCluster", "KafkaUnavailable", "ProcessFailed"]
+__all__ = [
+    "KafkaBroker",
+    "KafkaCluster",
+    "KafkaFromProperties",
+    "KafkaUnavailable",
+    "ProcessFailed",
+]
 
 
 class _Launcher:
@@ -73,7 +79,11 @@ class _Launcher:
         started = time.monotonic()
         scram = getattr(self, "scram_users", {})
         for node in self.nodes:
-            node.format(self.cluster_id, standalone=len(self.nodes) == 1, scram=scram)
+            # --standalone: a one-node dynamic quorum (static voters need none)
+            standalone = len(self.nodes) == 1 and "controller.quorum.voters" not in (
+                node.config
+            )
+            node.format(self.cluster_id, standalone=standalone, scram=scram)
         try:
             for node in self.nodes:
                 node.launch()
@@ -89,7 +99,7 @@ class _Launcher:
     def _wait_metadata(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.address})
+        admin = AdminClient(self.admin_config())
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -101,6 +111,10 @@ class _Launcher:
                 node = self.nodes[0]
                 node.process.fail(f"served no metadata within {timeout:.0f} s")
             time.sleep(0.2)
+
+    def admin_config(self) -> dict:
+        """confluent-kafka settings with which the launcher asks for metadata."""
+        return {"bootstrap.servers": self.address}
 
     def stop(self, wipe: bool | None = None) -> None:
         """Stop every node (SIGTERM, SIGKILL after a grace); ``wipe`` defaults to
@@ -261,6 +275,33 @@ class KafkaCluster(_Launcher):
         node = self.node(node_id)
         node.launch()
         node.wait_ready(timeout)
+
+
+class KafkaFromProperties(_Launcher):
+    """One node on a complete ``server.properties`` given as a dict (e.g. what
+    devtools.kafka_image makes of docker-compose's environment); ``client`` is the
+    confluent-kafka configuration that reaches it (``bootstrap.servers``, security).
+    Storage formatted already (as the image formats it) is used as it is."""
+
+    def __init__(
+        self,
+        config: dict,
+        client: dict,
+        data_dir: Path,
+        cluster_id: str | None = None,
+        heap: str = "512m",
+    ):
+        super().__init__(data_dir)
+        self.cluster_id = cluster_id or self.cluster_id
+        self.client = dict(client)
+        self.nodes = [KafkaNode(1, self.data_dir / "node-1", dict(config), heap)]
+
+    @property
+    def address(self) -> str:
+        return self.client["bootstrap.servers"]
+
+    def admin_config(self) -> dict:
+        return dict(self.client)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,6 +109,11 @@ class KafkaNode:
         return self.data_dir / "server.properties"
 
     @property
+    def log_dir(self) -> Path:
+        """The (first) directory of ``log.dirs``, where format writes meta.properties."""
+        return Path(str(self.config["log.dirs"]).split(",")[0])
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / "broker.log"
 
@@ -122,7 +127,7 @@ class KafkaNode:
         """Write the config and format storage (once: kept data is reused)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(properties(self.config))
-        if (self.data_dir / "data" / "meta.properties").exists():
+        if (self.log_dir / "meta.properties").exists():
             return
         argv = [
             *self.java(TOOLS_LOG4J, quick=True),

@@ -64,16 +64,18 @@ def test_compose_has_the_services_and_no_zookeeper(compose):
     assert not any("zookeeper" in (s.get("image") or "") for s in services.values())
 
 
-def test_kafka_is_confluent_kraft_reachable_as_the_seed_expects(compose):
+def test_kafka_is_apache_kafka_of_the_tested_version_in_kraft_mode(compose):
+    from devtools.kafka_jars import KAFKA_VERSION
+
     kafka = compose["services"]["kafka"]
     env = kafka["environment"]
-    assert kafka["image"].startswith("confluentinc/cp-kafka:")
-    assert (
-        kafka["container_name"] == "healthcare-kafka"
-    )  # docker exec healthcare-kafka ...
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert kafka["container_name"] == "healthcare-kafka"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert env["CLUSTER_ID"] and "KAFKA_ZOOKEEPER_CONNECT" not in env
-    # localhost:9092 in the container (the seed's commands); kafka:29092 between them
+    # the image formats without --standalone: static voters
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:29093"
+    # localhost:9092 in the container and on the host; kafka:29092 between containers
     assert "PLAINTEXT_HOST://0.0.0.0:9092" in env["KAFKA_LISTENERS"]
     assert "PLAINTEXT://kafka:29092" in env["KAFKA_LISTENERS"]
     advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
@@ -87,7 +89,37 @@ def test_kafka_is_confluent_kraft_reachable_as_the_seed_expects(compose):
     }
     assert names <= mapped
     assert "9092:9092" in kafka["ports"]
-    assert "localhost:9092" in " ".join(kafka["healthcheck"]["test"])
+    health = " ".join(kafka["healthcheck"]["test"])
+    assert "/opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092" in health
+    # the image's data volume, where log.dirs points
+    assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    assert "kafka-data:/var/lib/kafka/data" in kafka["volumes"]
+
+
+def test_kafka_has_the_settings_the_tests_needed(compose):
+    """As devtools/kafka.py runs it for the tests: auto-create off, no initial
+    rebalance delay, internal topics of one replica."""
+    env = compose["services"]["kafka"]["environment"]
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == 0
+    for name in (
+        "OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "TRANSACTION_STATE_LOG_MIN_ISR",
+        "SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+        "SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR",
+        "DEFAULT_REPLICATION_FACTOR",
+        "MIN_INSYNC_REPLICAS",
+    ):
+        assert env[f"KAFKA_{name}"] == 1, name
+
+
+def test_clients_timeouts_are_inside_the_brokers_bounds(compose):
+    """Kafka's defaults: sessions of 6 s to 30 min, transactions up to 15 min."""
+    for name in APP_SERVICES + ("migrate",):
+        env = compose["services"][name]["environment"]
+        assert 6000 <= int(env["KAFKA_SESSION_TIMEOUT_MS"]) <= 1_800_000, name
+        assert int(env["KAFKA_TRANSACTION_TIMEOUT_MS"]) <= 900_000, name
 
 
 def test_app_services_share_kafka_database_and_json_logs(compose):
@@ -199,10 +231,16 @@ def test_production_overlay_runs_three_brokers_rf3_min_isr2(production):
     assert len({b["environment"]["CLUSTER_ID"] for b in brokers}) == 1
     for broker in brokers:
         env = broker["environment"]
+        assert broker["image"] == services["kafka"]["image"]
         assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
         assert env["KAFKA_MIN_INSYNC_REPLICAS"] == 2
         assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
-        assert broker["healthcheck"]["test"]
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 2
+        assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+        # SASL_SSL only: the health check authenticates as ops
+        health = " ".join(broker["healthcheck"]["test"])
+        assert health.startswith("CMD-SHELL /opt/kafka/bin/kafka-topics.sh ")
+        assert "--command-config /etc/kafka/secrets/ops.properties" in health
     for name in APP_SERVICES + ("migrate",):
         env = services[name]["environment"]
         assert env["KAFKA_BROKERS"] == "kafka:29092,kafka2:29092,kafka3:29092", name
