@@ -4,7 +4,7 @@ A kind names a function that returns its root pids when sampled (a process
 started by the bench, the PostgreSQL backends of one database); a root's
 descendants count with it. ``CpuByKind.snapshot()`` reads every kind's CPU
 seconds, ``percent()`` turns two snapshots into % of one core per kind, with
-the whole machine (every process, other users' too) beside them.
+the whole machine (every process, other users' too) and the rest beside them.
 """
 
 import os
@@ -15,6 +15,7 @@ from devtools.process import cpu_seconds
 
 TICKS = os.sysconf("SC_CLK_TCK")
 MACHINE = "whole machine"
+OTHERS = "everything else (other processes)"
 
 
 def parents() -> dict[int, int]:
@@ -94,4 +95,5 @@ class CpuByKind:
             for kind in self.kinds
         }
         used[MACHINE] = after[MACHINE] - before[MACHINE]
+        used[OTHERS] = max(0.0, used[MACHINE] - sum(used[k] for k in self.kinds))
         return {kind: 100 * cpu / seconds for kind, cpu in used.items()}

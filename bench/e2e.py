@@ -43,7 +43,7 @@ from common import (
     setup_django,
     start_broker,
 )
-from cpu import MACHINE, CpuByKind, postgres_backends
+from cpu import MACHINE, OTHERS, CpuByKind, postgres_backends
 
 from devtools.process import Process, cpu_seconds
 
@@ -443,7 +443,8 @@ def report(rows: list[dict], service: dict, broker, seconds: float) -> None:
             for r in rows
         ],
     )
-    kinds = [k for k in rows[0]["cpu"] if k != MACHINE] + [MACHINE]
+    kinds = [k for k in rows[0]["cpu"] if k not in (MACHINE, OTHERS)]
+    kinds += [OTHERS, MACHINE]
     print_table(
         "CPU while booking at each rate, % of one core (2 cores = 200%)",
         ["process", *(f"{r['rate']:,}/s" for r in rows)],
