@@ -30,6 +30,7 @@ from appointments.models import (
 from audit.models import AuditEntry
 from audit.trail import audit_change
 from core.errors import ApplicationError, Forbidden, NotFound
+from core.inserts import insert_one
 from relay.events import enqueue
 
 # -- patients --------------------------------------------------------------------
@@ -117,13 +118,14 @@ def appointment_book(
             rules.check_free(
                 doctor=doctor, patient=patient, day=date, time_slot=time_slot
             )
-            appointment = Appointment.objects.create(
+            appointment = Appointment(
                 patient=patient,
                 doctor=doctor,
                 date=date,
                 time_slot=time_slot,
                 reason=reason,
             )
+            insert_one(appointment)
             _emit(APPOINTMENT_BOOKED, appointment, traceparent=traceparent)
             audit_change(
                 AuditEntry.Action.BOOKED, appointment, by=patient, role="patient"

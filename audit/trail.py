@@ -14,6 +14,7 @@ from django.db import DatabaseError, transaction
 from rest_framework.exceptions import APIException
 
 from audit.models import AuditEntry
+from core.inserts import insert_one
 from core.request_context import current_request
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def audit_record(
     )
     try:
         with transaction.atomic(savepoint=not in_change):
-            entry.save(force_insert=True)
+            insert_one(entry)
     except DatabaseError:
         logger.exception("audit entry could not be written (action %s)", action)
         raise AuditUnavailable() from None

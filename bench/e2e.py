@@ -1,21 +1,27 @@
 """End to end: booking commit -> relay -> broker -> consumer -> committed notification.
 
 The booking service (appointments.services.appointment_book) is called at a steady
-100 and then 1,000 events/s for a few seconds each, by worker processes on an open
-schedule (a booking that falls behind is made at once, never skipped), with
-`manage.py run_relay` and `manage.py run_consumer` running as subprocesses against
-the same PostgreSQL and broker. Every booking gets its own doctor, day and slot, so
-the booking rules never refuse one.
+100, 500 and then 1,000 bookings/s for a few seconds each, by worker processes on
+an open schedule (a booking that falls behind is made at once, never skipped; more
+processes for a higher rate), with `manage.py run_relay` and `manage.py
+run_consumer` running as subprocesses against the same PostgreSQL and broker.
+Every booking gets its own doctor, day and slot, so the booking rules never refuse
+one. The achieved rate is printed beside the offered one, and the CPU each kind of
+process used during each rate (% of one core, from /proc), so the table shows
+which one is at 100%.
 
 Latency = the moment the patient's notification is visible in the database (a
 separate process polls every 2 ms, so it is at most ~2 ms late) minus the moment
-appointment_book returned (its transaction committed). Prints p50/p95/p99 per rate
-and, last, one JSON line with p50_ms_100, p99_ms_100, p50_ms_1000, p99_ms_1000.
+appointment_book returned (its transaction committed). Before the pipeline starts,
+one process books in a loop to measure the service's own CPU per booking (Python
+and its PostgreSQL backend). Writes the latency CDF per rate to
+var/bench/e2e-cdf-<broker>.png; last, one JSON line.
 
-    .venv/bin/python bench/e2e.py [--quick] [--seconds S]
+    .venv/bin/python bench/e2e.py [--quick] [--seconds S] [--broker kafka|tansu]
 """
 
 import argparse
+import math
 import multiprocessing
 import os
 import signal
@@ -37,14 +43,22 @@ from common import (
     setup_django,
     start_broker,
 )
+from cpu import MACHINE, OTHERS, CpuByKind, postgres_backends
 
-from devtools.process import Process
+from devtools.process import Process, cpu_seconds
 
 TOPIC = "appointments-e2e"
+RATES = (100, 500, 1000)
 DOCTORS, PATIENTS = 250, 600
 SLOTS = [clock(h, m) for h in range(9, 16) for m in (0, 30)]  # 09:00 .. 15:30
-WORKERS = 4
 POLL_S = 0.002
+BOOKERS, OBSERVER = "booking processes", "observer (bench)"
+
+
+def workers_for(rate: int) -> int:
+    """Booking processes for an offered rate: enough that waiting on PostgreSQL
+    (round trips, the commit's WAL flush) never holds the schedule back."""
+    return max(2, math.ceil(rate / 125) + 1)
 
 
 def make_people():
@@ -89,20 +103,41 @@ def free_slots(doctors, patients):
         day += timedelta(days=1)
 
 
-def book_worker(schedule, start_at: float, results) -> None:
-    """Book each (offset, patient, doctor, day, slot) at start_at + offset; report commits."""
+def load_people(bookings) -> tuple[dict, dict]:
+    """The patients and the doctors (with their working hours) the bookings name."""
     from django.contrib.auth import get_user_model
-    from django.db import connection
 
     from appointments.models import Doctor
+
+    users = get_user_model().objects.filter(id__in={b[-4] for b in bookings})
+    doctors = Doctor.objects.filter(id__in={b[-3] for b in bookings})
+    return (
+        {u.id: u for u in users},
+        {d.id: d for d in doctors.prefetch_related("working_hours")},
+    )
+
+
+def backend_pid() -> int:
+    from django.db import connection
+
+    connection.ensure_connection()
+    return connection.connection.info.backend_pid
+
+
+def book_worker(schedule, start_at, ready, go, release, results) -> None:
+    """Book each (offset, patient, doctor, day, slot) at start_at + offset; report
+    the commits and the CPU seconds this process spent booking."""
+    from django.db import connection
+
     from appointments.services import appointment_book
 
-    User = get_user_model()
-    patients = {u.id: u for u in User.objects.filter(id__in={s[1] for s in schedule})}
-    doctors = {d.id: d for d in Doctor.objects.filter(id__in={s[2] for s in schedule})}
+    patients, doctors = load_people(schedule)
+    ready.put(os.getpid())
+    go.wait()
+    begin, cpu = start_at.value, time.process_time()
     done, refused = [], []
     for offset, patient, doctor, day, slot in schedule:
-        delay = start_at + offset - time.time()
+        delay = begin + offset - time.time()
         if delay > 0:
             time.sleep(delay)
         try:
@@ -115,22 +150,48 @@ def book_worker(schedule, start_at: float, results) -> None:
         except Exception as exc:  # a booking rule refused it: count it, go on
             refused.append(f"{type(exc).__name__}: {exc}")
             continue
-        done.append((str(appointment.id), time.time(), start_at + offset))
+        done.append((str(appointment.id), time.time(), begin + offset))
+    results.put((done, refused, time.process_time() - cpu))
+    release.wait(120)  # keep the backend until the parent has read its CPU
     connection.close()
-    results.put((done, refused))
 
 
-def observe(patients, stop, results) -> None:
-    """Poll for new patient notifications every POLL_S; report when each became visible."""
+def service_loop(n: int, slots) -> dict:
+    """One process books ``n`` slots back to back, no pipeline running: the CPU ms
+    per booking of the Python process and of its PostgreSQL backend."""
+    from appointments.services import appointment_book
+    from relay.models import OutboxEvent
+
+    bookings = [next(slots) for _ in range(n)]
+    patients, doctors = load_people(bookings)
+    backend = backend_pid()
+    cpu, pg, started = time.process_time(), cpu_seconds(backend), time.monotonic()
+    for patient, doctor, day, slot in bookings:
+        appointment_book(
+            patient=patients[patient], doctor=doctors[doctor], date=day, time_slot=slot
+        )
+    elapsed = time.monotonic() - started
+    python_ms = (time.process_time() - cpu) / n * 1000
+    pg_ms = (cpu_seconds(backend) - pg) / n * 1000
+    OutboxEvent.objects.all().delete()  # their events are not part of the pipeline runs
+    return {"n": n, "python_ms": python_ms, "pg_ms": pg_ms, "per_s": n / elapsed}
+
+
+def observe(patients, stop, ready, results) -> None:
+    """Poll for new patient notifications every POLL_S; report when each became visible.
+
+    The patients' user ids follow the doctors' (make_people), so one comparison
+    selects the patients' notifications: the poll stays cheap at 500 a second."""
     import psycopg
 
     seen, last_id = {}, 0
     with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as conn:
+        ready.put(os.getpid())
         while not stop.is_set():
             rows = conn.execute(
                 "SELECT id, appointment_id FROM notifications_notification "
-                "WHERE id > %s AND recipient_id = ANY(%s) ORDER BY id",
-                (last_id, patients),
+                "WHERE id > %s AND recipient_id >= %s ORDER BY id",
+                (last_id, min(patients)),
             ).fetchall()
             now = time.time()
             for row_id, appointment in rows:
@@ -161,52 +222,115 @@ def applied_events() -> int:
     return ProcessedEvent.objects.count()
 
 
-def run_rate(rate: int, seconds: float, slots, patients) -> dict:
-    """Book at `rate` per second for `seconds`; the latency of each booking's notification."""
-    from django.db import connections
+class Run:
+    """One offered rate: the observer and the booking processes, forked."""
 
+    def __init__(self, rate: int, seconds: float, slots, patients, workers: int):
+        count = int(rate * seconds)
+        schedule = [(i / rate, *next(slots)) for i in range(count)]
+        ctx = multiprocessing.get_context("fork")
+        self.ctx, self.count = ctx, count
+        self.results, self.seen_q, self.ready = ctx.Queue(), ctx.Queue(), ctx.Queue()
+        self.stop, self.go, self.release = ctx.Event(), ctx.Event(), ctx.Event()
+        self.start_at = ctx.Value("d", 0.0)
+        self.observer = ctx.Process(
+            target=observe,
+            args=(patients, self.stop, self.ready, self.seen_q),
+            daemon=True,  # never outlives a failed run
+        )
+        self.workers = [
+            ctx.Process(
+                target=book_worker,
+                args=(
+                    schedule[w::workers],
+                    self.start_at,
+                    self.ready,
+                    self.go,
+                    self.release,
+                    self.results,
+                ),
+                daemon=True,
+            )
+            for w in range(workers)
+        ]
+
+    def launch(self) -> float:
+        """Fork all, wait until each is ready, then set the clock going."""
+        from django.db import connections
+
+        connections.close_all()  # the processes forked here must not share one
+        for p in [self.observer, *self.workers]:
+            p.start()
+        for _ in range(len(self.workers) + 1):
+            self.ready.get(timeout=120)
+        self.start_at.value = time.time() + 0.05
+        self.go.set()
+        return self.start_at.value
+
+    def collect(self) -> tuple[list, list, float]:
+        booked, refused, cpu = [], [], 0.0
+        for _ in self.workers:
+            done, bad, used = self.results.get()
+            booked += done
+            refused += bad
+            cpu += used
+        return booked, refused, cpu
+
+    def finish(self) -> dict:
+        self.release.set()
+        for w in self.workers:
+            w.join()
+        time.sleep(0.1)  # the observer's last poll
+        self.stop.set()
+        seen = self.seen_q.get()
+        self.observer.join()
+        return seen
+
+
+def run_rate(rate, seconds, slots, patients, *, kinds=None, workers=None) -> dict:
+    """Book at `rate` per second for `seconds`; the latency of each booking's
+    notification, and the CPU of each kind of process (``kinds``) meanwhile."""
+    workers = workers or workers_for(rate)
     expected = applied_events() + int(rate * seconds)
-    connections.close_all()  # the processes forked below must not share a connection
-    count = int(rate * seconds)
-    schedule = [(i / rate, *next(slots)) for i in range(count)]
-    ctx = multiprocessing.get_context("fork")
-    results, seen_q, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    observer = ctx.Process(target=observe, args=(patients, stop, seen_q))
-    observer.start()
-    start_at = time.time() + 1.0
-    workers = [
-        ctx.Process(target=book_worker, args=(schedule[w::WORKERS], start_at, results))
-        for w in range(WORKERS)
-    ]
-    for w in workers:
-        w.start()
-    booked, refused = [], []
-    for _ in workers:
-        done, bad = results.get()
-        booked += done
-        refused += bad
-    for w in workers:
-        w.join()
+    run = Run(rate, seconds, slots, patients, workers)
+    sampler = CpuByKind(
+        (kinds or {})
+        | {
+            BOOKERS: lambda: [w.pid for w in run.workers],
+            OBSERVER: lambda: [run.observer.pid],
+        }
+    )
+    print(f"  {rate}/s for {seconds:g} s, {workers} booking processes", file=sys.stderr)
+    start_at = run.launch()
+    before = sampler.snapshot()
+    booked, refused, booking_cpu = run.collect()
+    cpu = sampler.percent(before, sampler.snapshot())
     deadline = time.time() + 30
     while applied_events() < expected - len(refused) and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.1)  # the observer's last poll
-    stop.set()
-    seen = seen_q.get()
-    observer.join()
+    seen = run.finish()
+    if refused:
+        print(f"  {len(refused)} bookings refused, e.g. {refused[0]}", file=sys.stderr)
+    return summarize(rate, booked, seen, start_at) | {
+        "workers": workers,
+        "cpu": cpu,
+        "booking_cpu_ms": booking_cpu / max(len(booked), 1) * 1000,
+    }
+
+
+def summarize(rate: int, booked: list, seen: dict, start_at: float) -> dict:
     latencies = [
         (seen[a] - committed) * 1000 for a, committed, _ in booked if a in seen
     ]
     relay_ms, consumer_ms = stages([a for a, _, _ in booked])
     lateness = [(committed - due) * 1000 for _, committed, due in booked]
     span = max(c for _, c, _ in booked) - start_at if booked else 0
-    if refused:
-        print(f"  {len(refused)} bookings refused, e.g. {refused[0]}", file=sys.stderr)
     return {
         "rate": rate,
         "booked": len(booked),
         "achieved": len(booked) / span if span else 0,
         "missing": len(booked) - len(latencies),
+        "latencies": latencies,
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),
         "p99": percentile(latencies, 99),
@@ -239,30 +363,20 @@ def stages(appointments: list[str]) -> tuple[list[float], list[float]]:
     return relay_ms, consumer_ms
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--seconds", type=float, default=10, help="per rate (default 10)"
-    )
-    parser.add_argument("--quick", action="store_true", help="3 seconds per rate")
-    parser.add_argument(
-        "--relay",
-        choices=["poll", "cdc"],
-        default="poll",
-        help="cdc: run_relay and Debezium side by side on Apache Kafka (bench/e2e_cdc.py)",
-    )
-    add_broker_argument(parser)
-    args = parser.parse_args()
-    if args.relay == "cdc":
-        import e2e_cdc
+def pipeline_kinds(relay: Process, consumer: Process, broker) -> dict:
+    """The processes of the pipeline whose CPU is sampled during each rate."""
+    nodes = getattr(broker, "nodes", None)
+    broker_pids = [n.process.pid for n in nodes] if nodes else [broker.pid]
+    return {
+        "run_relay": lambda: [relay.pid],
+        "run_consumer": lambda: [consumer.pid],
+        f"broker ({broker.label})": lambda: broker_pids,
+        "PostgreSQL backends": postgres_backends(BENCH_DATABASE_URL),
+    }
 
-        pace = ["--quick"] if args.quick else ["--seconds", str(args.seconds)]
-        sys.argv = [e2e_cdc.__file__, *pace]
-        return e2e_cdc.main()
-    seconds = 3 if args.quick else args.seconds
 
-    recreate_database()
-    broker = start_broker(args.broker)
+def measure(args, broker, seconds: float) -> tuple[dict, list[dict]]:
+    """The service loop, then the pipeline at each rate (started and stopped here)."""
     topics = {
         "OUTBOX_APPOINTMENT_TOPIC": TOPIC,
         "CONSUMER_TOPICS": TOPIC,
@@ -271,72 +385,159 @@ def main() -> int:
         "OUTBOX_POLL_INTERVAL_MS": "100",
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
     }
+    setup_django(broker.address, **topics)
+    doctors, patients = make_people()
+    slots = free_slots(doctors, patients)
+    print("  the service alone, one process", file=sys.stderr)
+    service = service_loop(300 if args.quick else 1000, slots)
+    env = os.environ | bench_env(broker.address, **topics)
     procs = []
     try:
-        setup_django(broker.address, **topics)
-        doctors, patients = make_people()
-        slots = free_slots(doctors, patients)
-        env = os.environ.copy()
-        env.update(bench_env(broker.address, **topics))
-        for command in (["run_relay"], ["run_consumer"]):
-            procs.append(start(command, env))
+        procs = [start(["run_relay"], env), start(["run_consumer"], env)]
+        kinds = pipeline_kinds(*procs, broker)
         warm = run_rate(
-            20, 3, slots, patients
+            20, 2, slots, patients
         )  # the group joins; the first events flow
         if warm["missing"]:
             raise RuntimeError(
                 f"warm-up: {warm['missing']} notifications never appeared"
             )
-        rows = [run_rate(rate, seconds, slots, patients) for rate in (100, 1000)]
+        rows = [
+            run_rate(rate, seconds, slots, patients, kinds=kinds, workers=args.workers)
+            for rate in args.rates
+        ]
     finally:
         stop(procs)
-        broker.stop()
+    return service, rows
 
+
+def report(rows: list[dict], service: dict, broker, seconds: float) -> None:
     print_table(
-        f"Commit -> committed notification ({machine()}; PostgreSQL; Tansu broker, "
-        f"fetch.wait.max.ms=10; {seconds:g} s per rate, {WORKERS} booking processes)",
+        f"Commit -> committed notification ({machine()}; PostgreSQL; {broker.label}, "
+        f"fetch.wait.max.ms=10; {seconds:g} s per rate, open schedule)",
         [
-            "target/s",
-            "booked",
+            "offered/s",
             "achieved/s",
+            "booked",
+            "processes",
             "p50 ms",
             "p95 ms",
             "p99 ms",
             "max ms",
             "missing",
+            "booking CPU ms",
         ],
         [
             [
                 r["rate"],
-                r["booked"],
                 r["achieved"],
+                r["booked"],
+                r["workers"],
                 r["p50"],
                 r["p95"],
                 r["p99"],
                 r["max"],
                 r["missing"],
+                r["booking_cpu_ms"],
             ]
             for r in rows
         ],
+    )
+    kinds = [k for k in rows[0]["cpu"] if k not in (MACHINE, OTHERS)]
+    kinds += [OTHERS, MACHINE]
+    print_table(
+        "CPU while booking at each rate, % of one core (2 cores = 200%)",
+        ["process", *(f"{r['rate']:,}/s" for r in rows)],
+        [[kind, *(r["cpu"][kind] for r in rows)] for kind in kinds],
+    )
+    print(
+        f"  the service alone (appointment_book, one process, {service['n']:,} bookings, "
+        f"{service['per_s']:,.0f}/s): {service['python_ms']:.2f} ms of Python CPU and "
+        f"{service['pg_ms']:.2f} ms of its PostgreSQL backend per booking"
     )
     print(
         f"  a booking waited for its turn at most {max(r['late_p99'] for r in rows):.1f} ms (p99)"
     )
     for r in rows:
+        if r["rate"] == 500:
+            met = r["p50"] <= 20 and r["p99"] <= 100 and r["achieved"] >= 0.95 * 500
+            print(
+                f"  target at 500/s (p50 <= 20 ms, p99 <= 100 ms, the rate reached): "
+                f"{'met' if met else 'NOT met'}"
+            )
+    for r in rows:
         print(
             f"  {r['rate']}/s, p50 by stage: event created -> acknowledged and marked by the "
             f"relay {r['relay_p50']:.1f} ms; -> consumer batch start {r['consumer_p50']:.1f} ms"
         )
-    by_rate = {r["rate"]: r for r in rows}
-    print_result(
+
+
+def plot(rows: list[dict], broker) -> None:
+    from plots import plot_cdf
+
+    path = plot_cdf(
         {
-            "broker": args.broker,
-            "p50_ms_100": round(by_rate[100]["p50"], 1),
-            "p99_ms_100": round(by_rate[100]["p99"], 1),
-            "p50_ms_1000": round(by_rate[1000]["p50"], 1),
-            "p99_ms_1000": round(by_rate[1000]["p99"], 1),
-        }
+            f"{r['rate']:,}/s offered, {r['achieved']:,.0f}/s reached": r["latencies"]
+            for r in rows
+        },
+        ROOT / "var" / "bench" / f"e2e-cdf-{broker.kind}.png",
+        f"Commit -> committed notification ({broker.label}, PostgreSQL)",
+        "latency, ms",
     )
+    print(f"  latency CDF: {path.relative_to(ROOT)}")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="per rate (default 10)"
+    )
+    parser.add_argument("--quick", action="store_true", help="2 seconds per rate")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(r) for r in text.split(",")],
+        default=list(RATES),
+        help="offered bookings/s, comma-separated (default 100,500,1000)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="booking processes (default: by rate)"
+    )
+    parser.add_argument(
+        "--relay",
+        choices=["poll", "cdc"],
+        default="poll",
+        help="cdc: run_relay and Debezium side by side on Apache Kafka (bench/e2e_cdc.py)",
+    )
+    add_broker_argument(parser)
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    if args.relay == "cdc":
+        import e2e_cdc
+
+        pace = ["--quick"] if args.quick else ["--seconds", str(args.seconds)]
+        sys.argv = [e2e_cdc.__file__, *pace]
+        return e2e_cdc.main()
+    seconds = 2 if args.quick else args.seconds
+    recreate_database()
+    broker = start_broker(args.broker)
+    try:
+        service, rows = measure(args, broker, seconds)
+    finally:
+        broker.stop()
+    report(rows, service, broker, seconds)
+    plot(rows, broker)
+    by_rate = {r["rate"]: r for r in rows}
+    result = {"broker": args.broker, "relay_mode": "poll"}
+    for rate, r in by_rate.items():
+        result[f"achieved_per_s_{rate}"] = round(r["achieved"], 1)
+        result[f"p50_ms_{rate}"] = round(r["p50"], 1)
+        result[f"p99_ms_{rate}"] = round(r["p99"], 1)
+    result["service_cpu_ms_per_booking"] = round(service["python_ms"], 2)
+    result["service_pg_cpu_ms_per_booking"] = round(service["pg_ms"], 2)
+    print_result(result)
     return 0
 
 

@@ -1,7 +1,7 @@
 """End to end through Debezium beside the polling relay, in one run, on Apache Kafka.
 
 The same measurement as bench/e2e.py (booking commit -> committed notification,
-at 100/s then 1,000/s), twice on one Apache Kafka broker and one database:
+at 100, 500 and 1,000/s), twice on one Apache Kafka broker and one database:
 first with ``run_relay`` publishing, then with run_relay stopped and Debezium's
 outbox event router (a standalone Kafka Connect worker) publishing from the WAL.
 Each path gets its own topic and consumer group. Prints one table with both
@@ -30,7 +30,7 @@ from common import (
 from devtools.connect import ConnectWorker
 from devtools.kafka import KafkaBroker
 
-RATES = (100, 1000)
+RATES = e2e.RATES
 
 
 def topics(path: str) -> dict:

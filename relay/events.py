@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import connection
 
+from core.inserts import insert_one
 from relay.models import BUCKETS, OutboxEvent, uuid7
 
 NOTIFY_CHANNEL = "healthcare_outbox"
@@ -96,7 +97,7 @@ def enqueue_many(events: list[Event]) -> list[OutboxEvent]:
         raise RuntimeError("enqueue() must be called inside transaction.atomic().")
     rows = [outbox_row(event) for event in events]
     if len(rows) == 1:
-        rows[0].save(force_insert=True)
+        insert_one(rows[0])  # the hot path: its INSERT is built once
     else:
         OutboxEvent.objects.bulk_create(rows, batch_size=1000)
     # On PostgreSQL the insert's trigger (migration relay 0004) wakes the relays.
