@@ -34,6 +34,7 @@ from common import (
     machine,
     print_result,
     print_table,
+    progress,
     recreate_database,
     setup_django,
     start_broker,
@@ -169,11 +170,14 @@ def consumers_divided(members: list, topic: str, partitions: int) -> bool:
 
 def wait_applied(events: int, label: str, timeout: float = 600) -> None:
     started = time.monotonic()
-    while (count := inbox_count()) < events:
+    while True:
+        count = inbox_count()
+        progress(label, count, events, started)
+        if count >= events:
+            return
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"{label}: {count:,} of {events:,} applied in time")
         time.sleep(0.05)
-    print(f"  {label}: {events:,} applied", file=sys.stderr)
 
 
 def last_processed() -> float:
