@@ -4,14 +4,16 @@
 
 Relay: for 1, 2 and 4 shards (`run_relay --shards N`, every relay alike), 1, 2 and
 then 3 `manage.py run_relay` processes are started one by one; once they have divided
-the shards (each shard's producer ready in exactly one relay, none above its fair
-share, every relay counted in PostgreSQL's advisory locks) N pending events are
-committed in one transaction and the rate is N / (last published_at - commit).
+the shards (each shard led, producer ready, by exactly one relay by their
+outbox_relay_shard_leader gauges, none above its fair share, every relay counted in
+PostgreSQL's advisory locks) N pending events are committed in one transaction and
+the rate is N / (last published_at - commit).
 
 Consumer: on a topic of 3 and then 6 partitions, 1, 2 and 3 `run_consumer --no-email`
-processes in one group; once the partitions are divided among them, N events are
-produced in one Kafka transaction (read_committed members see them only at its
-commit) and the rate is N / (last processed_at - commit).
+processes in one group; once the partitions are divided among them (each fetched by
+exactly one member by their notifications_consumer_lag gauges, none above its fair
+share), N events are produced in one Kafka transaction (read_committed members see
+them only at its commit) and the rate is N / (last processed_at - commit).
 
 The reference is one process with one shard (one member on 3 partitions); each
 configuration is reported as a ratio to it, with the CPU % of one core that each kind
@@ -44,10 +46,9 @@ from workload import (
     CpuByKind,
     booked_record,
     divided,
-    owned,
     postgres_pids,
     produce_in_one_transaction,
-    start_manage,
+    start_served,
     stop_all,
     wait_until,
 )
@@ -67,15 +68,8 @@ PARTITIONS = (3, 6)
 MEMBERS = (1, 2, 3)
 LOGS = ROOT / "var" / "bench-scaling"
 
-RELAY_EVENTS = {
-    "ready": r"relay: shard (\d+) producer ready",
-    "leading": r"relay: leading shard (\d+) of",
-    "gone": r"relay: stopped publishing shard (\d+)",
-}
-CONSUMER_EVENTS = {
-    "assigned": r"consumer: assigned (.*)$",
-    "gone": r"consumer: (?:revoked|lost) (.*?)(?: \(session expired\))?$",
-}
+SHARD_LEADER = "outbox_relay_shard_leader"  # 1 once the shard's producer is ready
+CONSUMER_LAG = "notifications_consumer_lag"  # per partition assigned and fetched
 
 
 def relay_members(shard_count: int) -> int:
@@ -98,13 +92,15 @@ def relay_members(shard_count: int) -> int:
 
 
 def relays_divided(relays: list, shard_count: int) -> bool:
-    shares = [owned(r.output(), RELAY_EVENTS, "ready") for r in relays]
+    shares = [
+        {s["shard"] for s in r.gauge(SHARD_LEADER, lambda v: v == 1)} for r in relays
+    ]
     shards = {str(s) for s in range(shard_count)}
     return relay_members(shard_count) == len(relays) and divided(shares, shards)
 
 
 def pids_of(processes: list):
-    return lambda: [p.pid for p in processes if p.running]
+    return lambda: [s.process.pid for s in processes if s.process.running]
 
 
 def drain_relays(relays: list, broker, events: int, label: str) -> dict:
@@ -132,7 +128,7 @@ def measure_relays(broker, env: dict, events: int) -> dict:
                 log = LOGS / f"relay-{shards}s-{count}.log"
                 args = ["run_relay", "--shards", str(shards)]
                 relays.append(
-                    start_manage("run_relay", args, env, log, "relay: started")
+                    start_served("run_relay", args, env, log, "relay: started")
                 )
                 waited = wait_until(
                     partial(relays_divided, relays, shards),
@@ -142,7 +138,7 @@ def measure_relays(broker, env: dict, events: int) -> dict:
                 print(f"  {label}: divided in {waited:.1f} s", file=sys.stderr)
                 results[count, shards] = drain_relays(relays, broker, events, label)
         finally:
-            codes = stop_all(relays)
+            codes = stop_all([r.process for r in relays])
         if any(codes):
             raise RuntimeError(f"a relay exited with {codes} (logs in {LOGS})")
     return results
@@ -157,14 +153,16 @@ def consumer_env(brokers: str, topic: str) -> dict:
             CONSUMER_DLQ_TOPIC=f"{topic}.dlq",
             CONSUMER_GROUP=topic,
             EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
-            LOG_LEVEL="INFO",
-            LOG_FORMAT="text",
         ),
     }
 
 
 def consumers_divided(members: list, topic: str, partitions: int) -> bool:
-    shares = [owned(m.output(), CONSUMER_EVENTS, "assigned") for m in members]
+    """Every partition fetched by exactly one member, none above its fair share."""
+    shares = [
+        {f"{s['topic']}[{s['partition']}]" for s in m.gauge(CONSUMER_LAG)}
+        for m in members
+    ]
     return divided(shares, {f"{topic}[{p}]" for p in range(partitions)})
 
 
@@ -201,13 +199,14 @@ def drain_consumers(broker, partitions: int, count: int, records: list) -> dict:
         for i in range(count):
             log = LOGS / f"consumer-{partitions}p-{count}-{i + 1}.log"
             members.append(
-                start_manage("run_consumer", ["run_consumer", "--no-email"], env, log)
+                start_served("run_consumer", ["run_consumer", "--no-email"], env, log)
             )
         label = f"{count} members x {partitions} partitions"
         waited = wait_until(
-            lambda: consumers_divided(members, topic, partitions), f"{label} dividing"
+            partial(consumers_divided, members, topic, partitions), f"{label} dividing"
         )
         print(f"  {label}: divided in {waited:.1f} s", file=sys.stderr)
+        time.sleep(1)  # the members take up their partitions and wait on fetches
         committed_at = produce_in_one_transaction(broker.address, topic, records, label)
         kinds = {
             "consumer": pids_of(members),
@@ -218,7 +217,7 @@ def drain_consumers(broker, partitions: int, count: int, records: list) -> dict:
             wait_applied(len(records), label)
         rate = len(records) / (last_processed() - committed_at)
     finally:
-        codes = stop_all(members)
+        codes = stop_all([m.process for m in members])
     if any(codes):
         raise RuntimeError(f"a consumer exited with {codes} (logs in {LOGS})")
     return {"rate": rate, "cpu": cpu.percent}

@@ -5,19 +5,20 @@ by process kind over a window, and a topic loaded in one Kafka transaction.
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.request import urlopen
 
 from common import ROOT, progress
 
-from devtools.process import Process, cpu_seconds
+from devtools.process import Process, cpu_seconds, free_port, port_open
 
 
 # -- processes -------------------------------------------------------------------
@@ -49,22 +50,41 @@ def stop_all(processes: list[Process], grace: float = 20) -> list[int | None]:
     return codes
 
 
-# -- ownership, read from the processes' logs ------------------------------------------
-def owned(text: str, events: dict[str, str], owning: str) -> set[str]:
-    """Items whose last event in ``text`` is ``owning``.
+# -- who owns what, from the processes' own metrics ---------------------------------------
+@dataclass
+class Served:
+    """A manage.py process that serves its Prometheus metrics on ``port``."""
 
-    ``events`` maps an event name to a regex whose group 1 lists items, separated
-    by ", " (a shard number, or ``topic[partition]`` names).
-    """
-    patterns = {name: re.compile(regex) for name, regex in events.items()}
-    last: dict[str, str] = {}
-    for line in text.splitlines():
-        for name, pattern in patterns.items():
-            match = pattern.search(line)
-            if match:
-                for item in match.group(1).split(", "):
-                    last[item] = name
-    return {item for item, name in last.items() if name == owning}
+    process: Process
+    port: int
+
+    def gauge(self, metric: str, where=lambda value: True) -> list[dict]:
+        """The label sets of the gauge's samples whose value passes ``where``."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name == metric:
+                return [s.labels for s in family.samples if where(s.value)]
+        return []
+
+
+def start_served(
+    name: str, args: list[str], env: dict, log_path: Path, ready_text: str = ""
+) -> Served:
+    """``manage.py <args> --metrics-port <a free port>``, once its metrics answer."""
+    port = free_port()
+    process = start_manage(name, [*args, "--metrics-port", str(port)], env, log_path)
+    process.wait_ready(
+        lambda: (
+            port_open(port) and (not ready_text or process.log_contains(ready_text))
+        ),
+        timeout=60,
+    )
+    served = Served(process, port)
+    return served
 
 
 def divided(shares: list[set[str]], items: set[str]) -> bool:
