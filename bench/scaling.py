@@ -99,20 +99,20 @@ def relays_divided(relays: list, shard_count: int) -> bool:
     return relay_members(shard_count) == len(relays) and divided(shares, shards)
 
 
-def pids_of(processes: list):
-    return lambda: [s.process.pid for s in processes if s.process.running]
+def cpu_kinds(kind: str, served: list, broker) -> dict:
+    """What CpuByKind samples: these processes, the broker, every PostgreSQL process."""
+    return {
+        kind: lambda: [s.process.pid for s in served if s.process.running],
+        "broker": lambda: [broker.process.pid],
+        "postgres": postgres_pids,
+    }
 
 
 def drain_relays(relays: list, broker, events: int, label: str) -> dict:
     """Commit ``events`` pending rows at once; the rate and CPU until they are out."""
     reset_outbox()
     committed_at = insert_pending(events)
-    kinds = {
-        "relay": pids_of(relays),
-        "broker": lambda: [broker.process.pid],
-        "postgres": postgres_pids,
-    }
-    with CpuByKind(kinds) as cpu:
+    with CpuByKind(cpu_kinds("relay", relays, broker)) as cpu:
         if not wait_drained(events, label, timeout=600):
             raise RuntimeError(f"{label}: the relays did not drain the outbox")
     return {"rate": events / (last_published() - committed_at), "cpu": cpu.percent}
@@ -206,14 +206,8 @@ def drain_consumers(broker, partitions: int, count: int, records: list) -> dict:
             partial(consumers_divided, members, topic, partitions), f"{label} dividing"
         )
         print(f"  {label}: divided in {waited:.1f} s", file=sys.stderr)
-        time.sleep(1)  # the members take up their partitions and wait on fetches
         committed_at = produce_in_one_transaction(broker.address, topic, records, label)
-        kinds = {
-            "consumer": pids_of(members),
-            "broker": lambda: [broker.process.pid],
-            "postgres": postgres_pids,
-        }
-        with CpuByKind(kinds) as cpu:
+        with CpuByKind(cpu_kinds("consumer", members, broker)) as cpu:
             wait_applied(len(records), label)
         rate = len(records) / (last_processed() - committed_at)
     finally:
