@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import StrMethodFormatter  # noqa: E402
 
 BENCH_PLOTS = Path(__file__).resolve().parent.parent / "var" / "bench"
 
@@ -77,7 +78,10 @@ def plot_grouped_bars(
         drawn = axes.bar(xs, heights, width, label=bar_label)
         axes.bar_label(drawn, fmt="{:,.0f}", fontsize="x-small", padding=2)
     if reference is not None:
-        axes.axhline(reference, color="grey", linestyle="--", linewidth=0.8)
+        axes.axhline(
+            reference, color="grey", linestyle="--", linewidth=0.8, label="reference"
+        )
+    axes.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     axes.set_xticks(range(len(groups)), list(groups))
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
