@@ -5,7 +5,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from relay.models import OutboxEvent
@@ -27,19 +27,16 @@ def outbox_purgeable(*, older_than: float | None = None):
 def outbox_purge_batch(
     *, older_than: float | None = None, batch_size: int | None = None
 ) -> int:
-    """Delete one bounded batch of purgeable rows, oldest first; returns how many."""
+    """Delete one bounded batch of purgeable rows, oldest first; returns how many.
+
+    One statement: ``DELETE ... WHERE seq IN (the oldest purgeable seqs, LIMIT n)``.
+    The outer filter repeats the purgeable conditions, so a row that a replay made
+    pending meanwhile is rechecked on its new version and kept.
+    """
     size = batch_size or settings.OUTBOX["PURGE_BATCH_SIZE"]
-    with transaction.atomic():
-        seqs = list(
-            outbox_purgeable(older_than=older_than)
-            .order_by("created_at")
-            .values_list("seq", flat=True)[:size]
-        )
-        if not seqs:
-            return 0
-        deleted, _ = (
-            outbox_purgeable(older_than=older_than).filter(seq__in=seqs).delete()
-        )
+    purgeable = outbox_purgeable(older_than=older_than)
+    oldest = purgeable.order_by("created_at").values("seq")[:size]
+    deleted, _ = purgeable.filter(seq__in=Subquery(oldest)).delete()
     return deleted
 
 

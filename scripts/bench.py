@@ -13,12 +13,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import kafka_can_start  # noqa: E402
 
+# Arguments a script gets from `make bench` beyond --broker.
+EXTRA = {"relay.py": ["--history"]}  # the empty and the 1,000,000-row figures
+
 
 def runs(script: Path, brokers: list[str]) -> list[list[str]]:
     """The argument lists to run ``script`` with: one per broker if it takes one."""
+    extra = EXTRA.get(script.name, [])
     if "add_broker_argument(" not in script.read_text():
-        return [[]]
-    return [["--broker", broker] for broker in brokers]
+        return [extra]
+    return [["--broker", broker, *extra] for broker in brokers]
 
 
 def main() -> int:
