@@ -12,6 +12,10 @@ import time
 
 from common import progress
 
+from devtools.records import Record
+
+FIELDS = ("key", "value", "headers")
+
 CHUNK = 100_000
 
 _FILL_SQL = """
@@ -90,36 +94,6 @@ def fill_history(n: int, patients: list[int], doctors: list[int]) -> float:
     return done - started
 
 
-class Record:
-    """Just enough of a confluent_kafka.Message for parse_record and the inbox."""
-
-    def __init__(self, key, value, headers, offset):
-        self._key, self._value, self._headers, self._offset = (
-            key,
-            value,
-            headers,
-            offset,
-        )
-
-    def key(self):
-        return self._key
-
-    def value(self):
-        return self._value
-
-    def headers(self):
-        return self._headers
-
-    def topic(self):
-        return "appointments"
-
-    def partition(self):
-        return 0
-
-    def offset(self):
-        return self._offset
-
-
 def explain_inbox_check(make_record, recipients: list[int], size: int = 500) -> str:
     """EXPLAIN ANALYZE of the consumer's batch statement, rolled back.
 
@@ -141,7 +115,7 @@ def explain_inbox_check(make_record, recipients: list[int], size: int = 500) -> 
         ids = [row[0] for row in cursor.fetchall()]
     ids += [uuid7() for _ in range(size - len(ids))]
     events = [
-        parse_record(Record(*make_record(i, event_id), offset=i))
+        parse_record(Record(dict(zip(FIELDS, make_record(i, event_id))), offset=i))
         for i, event_id in enumerate(ids)
     ]
     sql, params = batch_statement(events, recipients)
