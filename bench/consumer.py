@@ -14,7 +14,8 @@ Loads N appointment events (default 100,000) into a 3-partition topic, then:
   (b) a naive consumer in this process: per record, one transaction through the ORM
       (inbox row, two notifications, email deliveries) and a synchronous offset
       commit. It runs over the first M events of the same topic (default 5,000):
-      at its pace the whole load would take minutes and tell nothing more.
+      at its pace the whole load would take minutes and tell nothing more (and
+      it stops after 60 s).
   (h) with --history [N]: the tables are filled with N old events' rows (default
       1,000,000: N inbox rows, 2N notifications, 2N sent email deliveries), the
       plan of the inbox check is printed (EXPLAIN ANALYZE), and (a) runs again.
@@ -269,8 +270,11 @@ def run_consumer(
     return {"rate": rate, "elapsed": span, "rss": rss.peak_mb, **cpu}
 
 
-def run_naive(brokers: str, m: int) -> dict:
-    """(b): a transaction and a synchronous commit per record, through the ORM."""
+def run_naive(brokers: str, m: int, seconds: float) -> dict:
+    """(b): a transaction and a synchronous commit per record, through the ORM.
+
+    Stops after m records or ``seconds``, whichever comes first.
+    """
     from confluent_kafka import Consumer
     from django.contrib.auth import get_user_model
     from django.db import transaction
@@ -284,7 +288,7 @@ def run_naive(brokers: str, m: int) -> dict:
     consumer.subscribe([TOPIC])
     done, started = 0, None
     try:
-        while done < m:
+        while done < m and not (started and time.monotonic() - started > seconds):
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
@@ -316,8 +320,10 @@ def run_naive(brokers: str, m: int) -> dict:
                 progress("(b) naive consumer", done, m, started)
     finally:
         consumer.close()
+    if done < m:
+        progress("(b) naive consumer (time is up)", done, done, started)
     elapsed = time.monotonic() - started
-    return {"rate": done / elapsed, "elapsed": elapsed}
+    return {"rate": done / elapsed, "elapsed": elapsed, "done": done}
 
 
 def truncate() -> None:
@@ -365,6 +371,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--naive-events", type=int, default=5_000)
+    parser.add_argument(
+        "--naive-seconds", type=float, default=60, help="(b) stops after this long"
+    )
     parser.add_argument("--batch-size", type=int, help="default: CONSUMER_BATCH_SIZE's")
     parser.add_argument(
         "--history",
@@ -381,7 +390,7 @@ def parse_args():
     add_broker_argument(parser)
     args = parser.parse_args()
     if args.quick:
-        args.events, args.naive_events = 10_000, 1_000
+        args.events, args.naive_events, args.naive_seconds = 10_000, 1_000, 15
     if args.history == -1:
         args.history = 100_000 if args.quick else 1_000_000
     args.naive_events = min(args.naive_events, args.events)
@@ -403,7 +412,7 @@ def measure(args, broker) -> dict:
     runs["a2"] = consume(email=True, group="bench-a2", label="(a') email thread")
     runs["sent"] = sent_count()
     truncate()
-    runs["b"] = run_naive(broker.address, args.naive_events)
+    runs["b"] = run_naive(broker.address, args.naive_events, args.naive_seconds)
     truncate()
     if args.history:
         runs["h"] = measure_history(args, consume, patients, doctors)
@@ -429,7 +438,7 @@ def report(args, runs: dict) -> None:
         consumer_row("(a') run_consumer, email thread on", n, a2),
         [
             "(b) naive: txn + sync commit per record",
-            args.naive_events,
+            b["done"],
             b["elapsed"],
             b["rate"],
             "-",
