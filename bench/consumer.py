@@ -148,10 +148,18 @@ class GroupProgress:
         self.consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
         topic = self.consumer.list_topics(TOPIC, timeout=10).topics[TOPIC]
         self.partitions = [TopicPartition(TOPIC, p) for p in topic.partitions]
+        self.last = 0
 
     def committed(self) -> int:
-        offsets = self.consumer.committed(self.partitions, timeout=5)
-        return sum(max(tp.offset, 0) for tp in offsets)
+        """The sum of committed offsets (the last answer when the broker has none)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            offsets = self.consumer.committed(self.partitions, timeout=5)
+        except KafkaException:  # e.g. NOT_COORDINATOR while the group settles
+            return self.last
+        self.last = sum(max(tp.offset, 0) for tp in offsets)
+        return self.last
 
     def close(self) -> None:
         self.consumer.close()
