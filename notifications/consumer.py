@@ -108,9 +108,14 @@ class NotificationConsumer(GroupMember, StopOnSignal):
                 # While a batch is being written, only take what is already fetched.
                 records = self._poll_batch(wait=in_flight is None)
                 batch = self._prepare(records) if records else None
-                if in_flight is not None and not self._finish(in_flight):
-                    break  # stopped before the batch was done: nothing of it committed
-                in_flight = self._start(batch) if batch is not None else None
+                if in_flight is None and batch is not None:
+                    self._start(batch)
+                elif in_flight is not None and not self._finish(in_flight, batch):
+                    # stopped before the batch was done: nothing of it, nor of the
+                    # next one, committed
+                    in_flight = None
+                    break
+                in_flight = batch
                 if in_flight is None:
                     # idle: everything handed out applied; at a stop, commit now
                     self._commit_positions(now=not self.running)
@@ -181,15 +186,20 @@ class NotificationConsumer(GroupMember, StopOnSignal):
             batch.write = self._db.submit(apply_events, batch.events)
         return batch
 
-    def _finish(self, batch: Batch) -> bool:
+    def _finish(self, batch: Batch, following: Batch | None = None) -> bool:
         """Wait for the write, dead-letter the bad records, then commit the offsets.
 
+        Once the batch is written, the ``following`` batch's write starts, so that
+        PostgreSQL writes it while this one's dead letters and offset commit go
+        to the broker (the writes stay one after the other, on one thread).
         Returns False when the consumer was stopped before the batch was done
         (nothing of it is committed then; it will be read again).
         """
         applied = self._apply(batch.events, batch.write)
         if applied is None:
             return False
+        if following is not None:
+            self._start(following)
         dead = batch.dead + [DeadLetter(e.msg, exc) for e, exc in applied.rejected]
         if dead and not self._dead_letter(dead):
             return False

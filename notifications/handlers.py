@@ -6,6 +6,8 @@ only the keys below, so events written before ``reason`` left the data (issue 12
 are handled like new ones (contracts/events/, tests/test_event_contract.py).
 """
 
+import functools
+import re
 import uuid
 from datetime import date, time
 from typing import NamedTuple
@@ -30,11 +32,30 @@ class Planned(NamedTuple):
     role: str  # "patient" or "doctor"
 
 
+# The canonical form of a UUID: checked by a regular expression, several times
+# cheaper than building a uuid.UUID, which only the other forms still need.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
 def _when(d, date_key="date", slot_key="timeSlot") -> str:
     """'2026-05-05 at 10:00'; raises ValueError on a date or time that does not exist."""
-    day = date.fromisoformat(d[date_key])
-    slot = time.fromisoformat(d[slot_key])
+    return _day_at(d[date_key], d[slot_key])
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_at(day_text, slot_text) -> str:
+    """A clinic's events share a few thousand days and slots: each is read once."""
+    day = date.fromisoformat(day_text)
+    slot = time.fromisoformat(slot_text)
     return f"{day.isoformat()} at {slot.hour:02d}:{slot.minute:02d}"
+
+
+def _check_uuid(value) -> None:
+    """Raise ValueError unless ``value`` reads as a UUID."""
+    if not (isinstance(value, str) and _CANONICAL_UUID.fullmatch(value)):
+        uuid.UUID(str(value))
 
 
 def _booked(d):
@@ -111,7 +132,7 @@ def plan_notifications(event_type: str, data) -> list[Planned]:
     if missing:
         raise InvalidEvent(f"event data lacks {', '.join(missing)}")
     try:
-        uuid.UUID(str(data["appointmentId"]))
+        _check_uuid(data["appointmentId"])
         patient_id = int(data["patientId"])
         doctor_user_id = int(data["doctorUserId"])
     except (ValueError, TypeError) as exc:

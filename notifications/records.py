@@ -44,16 +44,7 @@ def parse_record(msg) -> ParsedEvent:
 
     Raises InvalidEvent when the record is unusable, or whatever a handler raised.
     """
-    headers = {}
-    for name, value in msg.headers() or ():
-        if name in headers:
-            continue  # the first of repeated headers wins
-        try:
-            headers[name] = (
-                value.decode() if isinstance(value, bytes) else (value or "")
-            )
-        except UnicodeDecodeError:
-            raise InvalidEvent(f"header {name} is not UTF-8") from None
+    headers = _headers(msg)
     missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
     if missing:
         raise InvalidEvent(f"missing CloudEvents headers: {', '.join(missing)}")
@@ -61,13 +52,44 @@ def parse_record(msg) -> ParsedEvent:
         event_id = uuid.UUID(headers["ce_id"])
     except ValueError:
         raise InvalidEvent("ce_id is not a UUID") from None
-    try:
-        data = json.loads(msg.value() or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"value is not JSON: {exc}") from None
+    data = _json(msg.value())
     event_type = headers["ce_type"]
     planned = plan_notifications(event_type, data)
     return ParsedEvent(msg, event_id, event_type, data, _event_time(headers), planned)
+
+
+_READ_HEADERS = (*REQUIRED_HEADERS, "ce_time")
+
+
+def _headers(msg) -> dict[str, str]:
+    """The headers the consumer reads, as text; the first of repeated ones wins."""
+    raw = dict(reversed(msg.headers() or ()))
+    headers = {}
+    for name in _READ_HEADERS:
+        value = raw.get(name)
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                raise InvalidEvent(f"header {name} is not UTF-8") from None
+        headers[name] = value or ""
+    return headers
+
+
+# JSON text is UTF-8 (RFC 8259): decoding it ourselves skips json.loads' guessing
+# of the encoding, and raw_decode its wrapper.
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _json(value):
+    try:
+        text = (value or b"").decode().strip()
+        data, end = _raw_decode(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"value is not JSON: {exc}") from None
+    if end != len(text):
+        raise InvalidEvent(f"value is not JSON: extra data at char {end}")
+    return data
 
 
 def _event_time(headers: dict) -> datetime | None:

@@ -1,7 +1,8 @@
 """`make bench`: run every bench/*.py script in turn (each starts what it needs).
 
 A script that takes ``--broker`` runs once on Apache Kafka and once on Tansu
-(Tansu only, said in one line, when Java or the Kafka jars are missing here).
+(Tansu only, said in one line, when Java or the Kafka jars are missing here);
+one that takes ``--history`` runs with it (empty tables, then N rows of history).
 """
 
 import subprocess
@@ -13,16 +14,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import kafka_can_start  # noqa: E402
 
-# Arguments a script gets from `make bench` beyond --broker.
-EXTRA = {"relay.py": ["--history"]}  # the empty and the 1,000,000-row figures
-
 
 def runs(script: Path, brokers: list[str]) -> list[list[str]]:
-    """The argument lists to run ``script`` with: one per broker if it takes one."""
-    extra = EXTRA.get(script.name, [])
-    if "add_broker_argument(" not in script.read_text():
-        return [extra]
-    return [["--broker", broker, *extra] for broker in brokers]
+    """The argument lists to run ``script`` with: one per broker if it takes one.
+
+    A script that takes ``--history`` gets it: its empty-table and its history
+    figures come from the same run.
+    """
+    text = script.read_text()
+    history = ["--history"] if '"--history"' in text else []
+    if "add_broker_argument(" not in text:
+        return [history]
+    return [["--broker", broker, *history] for broker in brokers]
 
 
 def main() -> int:
