@@ -93,8 +93,10 @@ def check_free(
 def lock_patient(patient) -> int:
     """Serialise one patient's bookings (so that two overlapping ones cannot both
     pass) and count their upcoming ones, in one statement."""
+    # NO KEY UPDATE: it serialises the patient's bookings like FOR UPDATE, but does
+    # not block the consumer's foreign-key checks (KEY SHARE) on the same user row.
     # SQLite has no row locks: its IMMEDIATE transactions already run one at a time.
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
     q = connection.ops.quote_name
     users, appointments = get_user_model()._meta.db_table, Appointment._meta.db_table
     sql = (

@@ -21,7 +21,6 @@ class Migration(migrations.Migration):
             model_name="notification",
             name="recipient",
             field=models.ForeignKey(
-                db_constraint=False,
                 db_index=False,
                 on_delete=django.db.models.deletion.CASCADE,
                 related_name="notifications",
