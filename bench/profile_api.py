@@ -27,6 +27,8 @@ from api import NO_BROKER, seed
 from common import BENCH_DATABASE_URL, machine, recreate_database, setup_django
 from loadgen import booking_bodies
 
+from devtools.process import cpu_seconds as process_cpu_seconds
+
 DATABASE_URL = BENCH_DATABASE_URL + "_apiprof"
 
 # (label, file suffix, function name): inclusive CPU per booking of each.
@@ -36,6 +38,7 @@ STAGES = [
     ("    authentication (JWT + user)", "rest_framework/request.py", "_authenticate"),
     ("      JWT decode + verify", "rest_framework_simplejwt/tokens.py", "__init__"),
     ("      user fetch", "rest_framework_simplejwt/authentication.py", "get_user"),
+    ("", "core/tokens.py", "get_user"),
     ("    throttle", "rest_framework/views.py", "check_throttles"),
     (
         "    content negotiation",
@@ -45,6 +48,7 @@ STAGES = [
     ("    view post()", "appointments/api.py", "post"),
     ("      body parse (request.data)", "rest_framework/request.py", "_parse"),
     ("      input is_valid()", "rest_framework/serializers.py", "is_valid"),
+    ("", "core/api.py", "validated"),
     ("        doctor + hours query", "appointments/models.py", "get_with_hours"),
     ("      booking service", "appointments/services.py", "appointment_book"),
     ("        check_bookable", "appointments/rules.py", "check_bookable"),
@@ -53,6 +57,7 @@ STAGES = [
     ("        outbox enqueue", "relay/events.py", "enqueue"),
     ("        audit_change", "audit/trail.py", "audit_change"),
     ("      output serializer .data", "rest_framework/serializers.py", "data"),
+    ("", "core/api.py", "represented"),
     ("    finalize_response", "rest_framework/views.py", "finalize_response"),
     ("  JSON rendering", "rest_framework/response.py", "rendered_content"),
     ("  access log line", "logging/__init__.py", "log"),
@@ -111,15 +116,32 @@ def book_all(application, requests) -> None:
             raise RuntimeError(f"a booking answered {status[0]}")
 
 
-def cpu_per_booking(application, requests) -> tuple[float, float]:
-    """CPU ms and wall ms per booking, without the profiler."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    book_all(application, requests)
+def backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def cpu_per_booking(application, requests, chunks: int = 4) -> dict:
+    """CPU ms per booking without the profiler: this process's (the least of a few
+    chunks: other load only adds) and its PostgreSQL backend's; and wall ms."""
+    pid, size = backend_pid(), max(1, len(requests) // chunks)
+    pg, wall = process_cpu_seconds(pid), time.perf_counter()
+    web = []
+    for start in range(0, len(requests), size):
+        chunk = requests[start : start + size]
+        cpu = time.process_time()
+        book_all(application, chunk)
+        web.append((time.process_time() - cpu) / len(chunk) * 1000)
     n = len(requests)
-    return (
-        (time.process_time() - cpu) / n * 1000,
-        (time.perf_counter() - wall) / n * 1000,
-    )
+    pg = process_cpu_seconds(pid) - pg if backend_pid() == pid else float("nan")
+    return {
+        "web": min(web),
+        "pg": pg / n * 1000,
+        "wall": (time.perf_counter() - wall) / n * 1000,
+    }
 
 
 def profiled(application, requests) -> pstats.Stats:
@@ -148,7 +170,7 @@ def breakdown(stats: pstats.Stats, rows, n: int, scale: float) -> list[list]:
     out = []
     for label, suffix, name in rows:
         seconds = inclusive(stats, suffix, name)
-        if not label and out:  # continues the row above (prometheus)
+        if not label and out:  # the row above, by another name (before/after)
             out[-1][1] += seconds / n * 1000 * scale
             out[-1][2] += seconds / whole * 100
             continue
@@ -175,13 +197,15 @@ def parse_args():
     parser.add_argument("-n", type=int, default=2000, help="bookings per loop")
     parser.add_argument("--top", type=int, default=0, help="also list N functions")
     parser.add_argument("--clients", type=int, default=16, help="patients/doctors")
+    parser.add_argument("--save", help="also write the profile here (pstats)")
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
     recreate_database(DATABASE_URL)
-    setup_django(NO_BROKER, DATABASE_URL=DATABASE_URL)
+    # one connection throughout, so that its backend's CPU can be read
+    setup_django(NO_BROKER, DATABASE_URL=DATABASE_URL, DATABASE_CONN_MAX_AGE="86400")
     from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()
@@ -197,17 +221,26 @@ def main() -> int:
         flush=True,
     )
     book_all(application, warm)
-    cpu_ms, wall_ms = cpu_per_booking(application, plain)
+    plain_cpu = cpu_per_booking(application, plain)
+    cpu_ms, wall_ms = plain_cpu["web"], plain_cpu["wall"]
     stats = profiled(application, under)
     whole = inclusive(stats, *STAGES[0][1:]) / args.n * 1000
     scale = cpu_ms / whole
     print(
-        f"\nwithout the profiler: {cpu_ms:.2f} ms CPU, {wall_ms:.2f} ms wall per booking"
+        f"\nwithout the profiler: {cpu_ms:.2f} ms CPU here and"
+        f" {plain_cpu['pg']:.2f} ms in PostgreSQL, {wall_ms:.2f} ms wall per booking"
         f" ({1000 / wall_ms:,.0f} bookings/s in one thread);"
         f" under cProfile {whole:.2f} ms CPU (ms columns scaled by {scale:.2f})"
     )
-    print_rows("stages (inclusive)", breakdown(stats, STAGES, args.n, scale))
+    stages = breakdown(stats, STAGES, args.n, scale)
+    outside = stages[0][1] - stages[1][1]
+    stages.insert(
+        1, ["  outside DRF (middleware, Django)", outside, outside / cpu_ms * 100]
+    )
+    print_rows("stages (inclusive)", stages)
     print_rows("layers (across stages)", breakdown(stats, LAYERS, args.n, scale))
+    if args.save:
+        stats.dump_stats(args.save)
     if args.top:
         top_functions(stats, args.top)
     print(
@@ -215,6 +248,7 @@ def main() -> int:
             {
                 "bench": "profile_api",
                 "cpu_ms_per_booking": round(cpu_ms, 2),
+                "pg_cpu_ms_per_booking": round(plain_cpu["pg"], 2),
                 "wall_ms_per_booking": round(wall_ms, 2),
                 "profiled_cpu_ms_per_booking": round(whole, 2),
             }
