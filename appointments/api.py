@@ -29,6 +29,8 @@ from audit.trail import audit_read
 from core.api import (
     error_responses,
     query_params,
+    represented,
+    validated,
 )
 from core.throttling import AuthRateThrottle, BookingRateThrottle
 from core.tokens import LogoutInput
@@ -210,18 +212,17 @@ class AppointmentListCreateApi(generics.ListAPIView):
     )
     def post(self, request):
         """Book a free slot for the caller."""
-        data = AppointmentBookInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated(AppointmentBookInput, request.data)
         appointment = services.appointment_book(
             patient=request.user,
-            doctor=data.validated_data["doctorId"],
-            date=data.validated_data["date"],
-            time_slot=data.validated_data["timeSlot"],
-            reason=data.validated_data["reason"],
+            doctor=data["doctorId"],
+            date=data["date"],
+            time_slot=data["timeSlot"],
+            reason=data["reason"],
             traceparent=_traceparent(request),
         )
         return Response(
-            AppointmentOutput(appointment).data, status=status.HTTP_201_CREATED
+            represented(AppointmentOutput, appointment), status=status.HTTP_201_CREATED
         )
 
 
@@ -245,7 +246,7 @@ class AppointmentDetailApi(APIView):
             record_type="appointment",
             record_ids=[appointment.pk],
         )
-        return Response(AppointmentOutput(appointment).data)
+        return Response(represented(AppointmentOutput, appointment))
 
 
 class AppointmentTransitionApi(APIView):
@@ -259,7 +260,7 @@ class AppointmentTransitionApi(APIView):
         appointment = self.service(
             appointment=appointment, by=request.user, traceparent=_traceparent(request)
         )
-        return Response(AppointmentOutput(appointment).data)
+        return Response(represented(AppointmentOutput, appointment))
 
 
 class AppointmentCancelApi(AppointmentTransitionApi):
@@ -316,13 +317,12 @@ class AppointmentRescheduleApi(APIView):
     def post(self, request, pk):
         """Move a booked appointment to another free slot of the same doctor."""
         appointment = selectors.appointment_get(user=request.user, appointment_id=pk)
-        data = AppointmentRescheduleInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated(AppointmentRescheduleInput, request.data)
         appointment = services.appointment_reschedule(
             appointment=appointment,
             by=request.user,
-            date=data.validated_data["date"],
-            time_slot=data.validated_data["timeSlot"],
+            date=data["date"],
+            time_slot=data["timeSlot"],
             traceparent=_traceparent(request),
         )
-        return Response(AppointmentOutput(appointment).data)
+        return Response(represented(AppointmentOutput, appointment))

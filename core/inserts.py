@@ -4,13 +4,14 @@
 cost more Python than the three rows' round trips (bench/e2e.py). ``insert_one``
 writes the same row with the same values (each field's ``pre_save`` and
 ``get_db_prep_save``, so ``auto_now`` and JSON behave as in ``save()``), through
-Django's cursor (errors are Django's, the query is counted and logged), and sends
-no model signals: use it only for models that have no receivers.
+Django's cursor (errors are Django's, the query is counted and logged). A model
+with save-signal receivers is saved by ``save()``, so they still run.
 """
 
 from functools import cache
 
 from django.db import connections, router
+from django.db.models import signals
 
 
 @cache
@@ -35,7 +36,9 @@ def insert_one(obj) -> None:
     alias = router.db_for_write(model, instance=obj)
     connection = connections[alias]
     sql, fields, auto = _plan(model, alias)
-    if auto is not None and not _returns_auto_id(obj, auto, connection):
+    if _has_save_receivers(model) or (
+        auto is not None and not _returns_auto_id(obj, auto, connection)
+    ):
         obj.save(force_insert=True)
         return
     values = [f.pre_save(obj, True) for f in fields]
@@ -58,4 +61,10 @@ def _returns_auto_id(obj, auto, connection) -> bool:
     return (
         getattr(obj, auto.attname) is None
         and connection.features.can_return_columns_from_insert
+    )
+
+
+def _has_save_receivers(model) -> bool:
+    return signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(
+        model
     )

@@ -3,6 +3,8 @@
 The default store is an upsert on a counter table in the project's database; with a
 ``CACHE_URL`` naming Redis it is Redis. A window opens at a client's first hit and
 lasts the rate's period (a fixed window per client: no burst at a clock boundary).
+On PostgreSQL the counter table is UNLOGGED (migration core 0002): a hit's commit
+waits for no WAL flush, and a crash of the database starts every window afresh.
 """
 
 import functools
