@@ -53,7 +53,7 @@ from workload import (
     wait_until,
 )
 
-from bench.consumer import inbox_count, make_users, truncate
+from bench.consumer import make_users, truncate
 from bench.relay import (
     TOPIC,
     insert_pending,
@@ -164,6 +164,12 @@ def consumers_divided(members: list, topic: str, partitions: int) -> bool:
         for m in members
     ]
     return divided(shares, {f"{topic}[{p}]" for p in range(partitions)})
+
+
+def inbox_count() -> int:
+    from notifications.models import ProcessedEvent
+
+    return ProcessedEvent.objects.count()
 
 
 def wait_applied(events: int, label: str, timeout: float = 600) -> None:

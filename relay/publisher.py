@@ -75,6 +75,13 @@ def shard_producer_settings(shard: int) -> dict:
         "transactional.id": transactional_id(shard),
         "transaction.timeout.ms": settings.KAFKA["TRANSACTION_TIMEOUT_MS"],
         "queue.buffering.max.messages": 500_000,
+        # A transaction begun right after a commit may get CONCURRENT_TRANSACTIONS
+        # from Apache Kafka (its markers are still being written); librdkafka retries
+        # it after retry.backoff.ms, 100 ms by default. 20 ms, as the Java client
+        # uses for this (KAFKA-5477); other retries still back off exponentially up
+        # to retry.backoff.max.ms. Back-to-back one-record transactions on the test
+        # broker: p50 10.4 ms per cycle with 100, 7.6 ms with 20.
+        "retry.backoff.ms": 20,
     }
 
 
