@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections, router
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework import exceptions, serializers
 from rest_framework_simplejwt import authentication, tokens
 from rest_framework_simplejwt.backends import TokenBackend
@@ -196,3 +197,10 @@ class LogoutInput(serializers.Serializer):
     def save(self) -> None:
         """Blacklist the refresh token: it cannot be used again."""
         RefreshToken(self.validated_data["refresh"]).blacklist()
+
+
+class JWTAuthenticationScheme(SimpleJWTScheme):
+    """The OpenAPI security scheme of ``JWTAuthentication``: simplejwt's own
+    (drf-spectacular matches the authenticator's exact class, not subclasses)."""
+
+    target_class = "core.tokens.JWTAuthentication"
