@@ -111,8 +111,9 @@ class NotificationConsumer(GroupMember, StopOnSignal):
                 if in_flight is None and batch is not None:
                     self._start(batch)
                 elif in_flight is not None and not self._finish(in_flight, batch):
-                    # stopped before the batch was done: nothing of it, nor of the
-                    # next one, committed
+                    # stopped before the batch was done: no offset of it, nor of the
+                    # next one, is committed; both are read again, and the inbox skips
+                    # what the next one's write may already have applied
                     in_flight = None
                     break
                 in_flight = batch
