@@ -19,7 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.brokers import client_env
 from devtools.process import rss_mb
+
+_started_kind: str | None = None  # the broker kind start_broker started last
 
 BENCH_DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/healthcare_bench"
@@ -27,14 +30,17 @@ BENCH_DATABASE_URL = os.environ.get(
 
 
 def bench_env(broker_address: str, **extra: str) -> dict:
-    """Environment for Django (in this process or a child) during a benchmark."""
+    """Environment for Django (in this process or a child) during a benchmark.
+
+    Client settings suit the broker that ``start_broker`` started last
+    (devtools.brokers.client_env).
+    """
     env = {
         "DATABASE_URL": BENCH_DATABASE_URL,
         "KAFKA_BROKERS": broker_address,
         "DJANGO_SECRET_KEY": "bench-secret-key-that-is-long-enough-for-hs256-and-django",
         "JWT_SIGNING_KEY": "bench-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "KAFKA_FETCH_WAIT_MAX_MS": "10",
         "LOG_LEVEL": "WARNING",
         # production settings (DEBUG off) over plain HTTP on loopback
         "DJANGO_SECURE_SSL_REDIRECT": "0",
@@ -43,6 +49,7 @@ def bench_env(broker_address: str, **extra: str) -> dict:
         "AUTH_THROTTLE_RATE": "1000000000/second",
         "MAX_ACTIVE_APPOINTMENTS_PER_PATIENT": "1000000000",
     }
+    env.update(client_env(_started_kind or default_broker()))
     env.update(extra)
     return env
 
@@ -94,7 +101,9 @@ def start_broker(kind: str | None = None):
     """
     from devtools.brokers import launcher
 
-    return launcher(kind or default_broker()).start()
+    global _started_kind
+    _started_kind = kind or default_broker()
+    return launcher(_started_kind).start()
 
 
 def progress(label: str, done: int, total: int, started: float) -> None:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools import connect  # noqa: E402
+from devtools.brokers import client_env  # noqa: E402
 from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
 from devtools.process import ProcessFailed, port_open  # noqa: E402
 from devtools.tansu import TansuBroker  # noqa: E402
@@ -49,7 +50,8 @@ def main() -> int:
     env.setdefault("DEMO_MODE", "1")
     env.setdefault("DJANGO_DEBUG", "1")
     env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "6000")
-    env.setdefault("KAFKA_FETCH_WAIT_MAX_MS", "10")
+    for name, value in client_env(env.get("BROKER") or "tansu").items():
+        env.setdefault(name, value)
     env.setdefault("OUTBOX_POLL_INTERVAL_MS", "200")
     env["PYTHONUNBUFFERED"] = "1"
     VAR.mkdir(exist_ok=True)

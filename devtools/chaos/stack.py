@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from devtools.brokers import launcher
+from devtools.brokers import client_env, launcher
 from devtools.chaos.config import ROOT, Config
 from devtools.chaos.smtp import SmtpSink
 from devtools.kafka_jars import KafkaUnavailable
@@ -40,7 +40,6 @@ def base_env(config: Config, broker_address: str, smtp_port: int) -> dict:
             "DJANGO_SECURE_SSL_REDIRECT": "0",
             "KAFKA_BROKERS": broker_address,
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "KAFKA_FETCH_WAIT_MAX_MS": "10",
             "OUTBOX_POLL_INTERVAL_MS": "200",
             "OUTBOX_LEASE_TIMEOUT": f"{config.lease_timeout:g}s",
             "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -53,6 +52,7 @@ def base_env(config: Config, broker_address: str, smtp_port: int) -> dict:
             "PYTHONUNBUFFERED": "1",
             "PYTHONFAULTHANDLER": "1",  # a crash in C code still shows its Python stack
         }
+        | client_env(config.broker)
     )
     return env
 
