@@ -48,6 +48,8 @@ class DispatchRules:
         self.in_flight_by_shard: dict[int, int] = {}
         self.held: dict[str, float] = {}  # key -> monotonic time its hold ends
         self._next_look_back = 0.0
+        self.restarts = 0  # times restart_from_oldest was called
+        self.more_pending = False  # the last claim stopped at a full page
 
     # -- claiming ------------------------------------------------------------
     def claim_start(self, now: float) -> ClaimStart:
@@ -110,13 +112,15 @@ class DispatchRules:
         while True:
             rows = claim(after=after, limit=start.limit)
             ready = self.admit(rows, now)
-            if ready or len(rows) < start.limit:
+            self.more_pending = len(rows) >= start.limit
+            if ready or not self.more_pending:
                 return ready
             after = rows[-1].seq
 
     def restart_from_oldest(self) -> None:
         """After any failure: the next claim starts at the oldest pending row."""
         self.cursor = 0
+        self.restarts += 1
 
     # -- holding keys ----------------------------------------------------------
     def hold(self, key: str, until: float) -> None:

@@ -220,23 +220,29 @@ class PostgresLeadership:
                 self._lost += self._lost_connection(exc)
 
     # -- waiting -------------------------------------------------------------
-    def wait(self, timeout: float, wake_fd: int) -> None:
-        """Sleep until a NOTIFY, ``wake_fd`` is readable, or the timeout."""
+    def wait(self, timeout: float, wake_fd: int) -> bool:
+        """Sleep until a NOTIFY, ``wake_fd`` is readable, or the timeout.
+
+        False when only ``wake_fd`` woke it: no NOTIFY came, so no new row did.
+        """
         if self.conn is None or self.conn.closed:
             select.select([wake_fd], [], [], min(timeout, 0.2))
-            return
+            return True
         try:
             # Notifications that came in during another query wait in a backlog.
             if any(True for _ in self.conn.notifies(timeout=0)):
-                return
+                return True
             readable, _, _ = select.select(
                 [self.conn.fileno(), wake_fd], [], [], timeout
             )
             if self.conn.fileno() in readable:
                 for _ in self.conn.notifies(timeout=0):
                     pass
+                return True
+            return not readable
         except Exception as exc:
             self._lost += self._lost_connection(exc)
+            return True
 
 
 class FileLeadership:
@@ -286,8 +292,11 @@ class FileLeadership:
         if not self.held:
             self.close()
 
-    def wait(self, timeout: float, wake_fd: int) -> None:
+    def wait(self, timeout: float, wake_fd: int) -> bool:
+        """Sleep until ``wake_fd`` is readable or the timeout; True: SQLite sends no
+        NOTIFY, so every wake-up may have new rows."""
         select.select([wake_fd], [], [], timeout)
+        return True
 
     def close(self) -> None:
         self.held.clear()

@@ -111,9 +111,10 @@ class ShardSet:
     def heartbeat(self) -> None:
         self.leadership.heartbeat()
 
-    def wait(self, timeout: float, wake_fd: int) -> None:
-        """Sleep until a NOTIFY, ``wake_fd`` is readable, or the timeout."""
-        self.leadership.wait(timeout, wake_fd)
+    def wait(self, timeout: float, wake_fd: int) -> bool:
+        """Sleep until a NOTIFY, ``wake_fd`` is readable, or the timeout; False
+        when only ``wake_fd`` woke it (no new rows were announced)."""
+        return self.leadership.wait(timeout, wake_fd)
 
     def close(self) -> None:
         for shard in list(self.publishers):

@@ -103,6 +103,10 @@ class Relay(StopOnSignal):
         )
         self.last_batch: ProducedBatch | None = None  # produced, commit not acted on
         self._claimed_nothing = False
+        # When a claim may find rows (see _claim_needed)
+        self._claim_due = True
+        self._claimed_with: tuple[int, list[int]] | None = None
+        self._claimed_at = 0.0
 
     def stop(self) -> None:
         self.running = False
@@ -157,8 +161,29 @@ class Relay(StopOnSignal):
         if not shards or self.broker.paused():
             return False
         if self.rules.full():
-            return False  # the Marker is behind: wait for it (it wakes us)
+            self._claim_due = True  # the Marker is behind: wait for it (it wakes us)
+            return False
+        if not self._claim_needed(shards):
+            return False
         return self._publish(shards)
+
+    def _claim_needed(self, shards: list[int]) -> bool:
+        """Whether a claim may find rows to send now.
+
+        New rows announce themselves by NOTIFY (on SQLite every wake-up counts as
+        one), so a wake-up from a stage alone (a batch committed or marked) needs no
+        claim, unless something since the last claim may have made rows due
+        without a NOTIFY: a failure (the claim restarts at the oldest row), a held
+        key, another set of shards, a full page or a full relay last time. The poll
+        interval bounds it all. At a low rate this halves the claims.
+        """
+        return (
+            self._claim_due
+            or self.once
+            or bool(self.rules.held)
+            or self._claimed_with != (self.rules.restarts, shards)
+            or time.monotonic() - self._claimed_at >= self.poll_interval
+        )
 
     def _shard_busy(self, shard: int) -> bool:
         """Whether the shard has rows in flight (it cannot be handed over yet)."""
@@ -169,12 +194,16 @@ class Relay(StopOnSignal):
 
     def _publish(self, shards: list[int]) -> bool:
         scope = {"shards": shards, "shard_count": self.shard_count}
+        now = time.monotonic()
         rows = self.rules.next_rows(
             claim=partial(self.store.claim, **scope),
             pending_before=partial(self.store.pending_before, **scope),
-            now=time.monotonic(),
+            now=now,
         )
         self._claimed_nothing = not rows
+        self._claim_due = self.rules.more_pending
+        self._claimed_with = (self.rules.restarts, shards)
+        self._claimed_at = now
         if not rows:
             return False
         if not self._await_commit():
@@ -224,7 +253,8 @@ class Relay(StopOnSignal):
         """Sleep until a NOTIFY, a finished batch, a signal, or the timeout."""
         if not self.running:
             return
-        self.shards.wait(min(timeout, 1.0), self.wakeup.fd)
+        if self.shards.wait(min(timeout, 1.0), self.wakeup.fd):
+            self._claim_due = True  # a NOTIFY, or the poll interval is over
         self.wakeup.drain()
 
     def _shutdown(self) -> None:
