@@ -8,15 +8,19 @@ devtools.kafka starts the node from the cached jars. It must serve metadata, acc
 the compose clients' settings (session and transaction timeouts) and deliver a
 committed transaction, never an aborted one, to a read_committed consumer. The same for
 one node of the production overlay: SCRAM users made by its own format step, SASL_SSL,
-the StandardAuthorizer with deploy/kafka-acls.yml, each client as its own principal.
+the StandardAuthorizer with deploy/kafka-acls.yml, each client as its own principal,
+the cdc profile's Connect worker too (its settings by the Debezium image's rule).
 
 kafka_only: the broker is Apache Kafka's.
 """
 
-import pytest
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+import re
 
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+from devtools.connect_image import worker_properties
 from messaging.config import admin_client, consumer_config, producer_config
 from messaging.topics import ensure_topics
 from tests.compose_kafka import (
@@ -36,7 +40,15 @@ pytestmark = pytest.mark.kafka_only
 TOPIC = "appointments"
 PASSWORDS = {
     f"KAFKA_{name}_PASSWORD": f"{name.lower()}-secret"
-    for name in ("BROKER", "RELAY", "CONSUMER", "DLQ_REPLAY", "OPS", "MIGRATE")
+    for name in (
+        "BROKER",
+        "RELAY",
+        "CONSUMER",
+        "DLQ_REPLAY",
+        "OPS",
+        "MIGRATE",
+        "CONNECT",
+    )
 }
 # One node of the three: its own quorum, and internal topics of one replica.
 ONE_OF_THREE = {
@@ -209,5 +221,82 @@ def test_one_production_node_serves_sasl_ssl_with_the_acls(tmp_path, settings):
         assert read_committed("notification-service-group", 3) == expected
         use_client(settings, ops)
         assert TOPIC in admin_client().list_topics(timeout=10).topics
+        connect_does_what_the_worker_does(services, loopback, settings)
     finally:
         node.stop()
+
+
+def connect_client(services: dict, loopback: Loopback) -> tuple[dict, dict]:
+    """The Connect worker's properties, and librdkafka settings equal to its producer's."""
+    env = {
+        name: loopback.value(interpolate(str(value), PASSWORDS))
+        for name, value in services["connect"]["environment"].items()
+        if name != "CDC_DATABASE_PASSWORD"  # the connector's, not the worker's
+    }
+    worker = worker_properties(env)
+    for prefix in ("", "producer."):  # the worker's own clients, the connector's
+        assert worker[f"{prefix}security.protocol"] == "SASL_SSL"
+        assert worker[f"{prefix}sasl.mechanism"] == "SCRAM-SHA-512"
+        assert worker[f"{prefix}ssl.truststore.type"] == "PEM"
+    jaas = worker["producer.sasl.jaas.config"]
+    assert jaas == worker["sasl.jaas.config"]
+    client = {
+        "bootstrap.servers": worker["bootstrap.servers"],
+        "security.protocol": worker["producer.security.protocol"],
+        "sasl.mechanism": worker["producer.sasl.mechanism"],
+        "sasl.username": re.search(r'username="([^"]+)"', jaas)[1],
+        "sasl.password": re.search(r'password="([^"]+)"', jaas)[1],
+        "ssl.ca.location": worker["producer.ssl.truststore.location"],
+    }
+    return worker, client
+
+
+def connect_does_what_the_worker_does(services, loopback, settings) -> None:
+    """As principal connect: create its internal topics and Debezium's heartbeat
+    topic, join its group, write events and heartbeats; never read the events."""
+    worker, client = connect_client(services, loopback)
+    assert client["sasl.username"] == "connect"
+    heartbeat = f"__debezium-heartbeat.{settings.CDC['TOPIC_PREFIX']}"
+    internal = [
+        worker[f"{kind}.storage.topic"] for kind in ("config", "offset", "status")
+    ]
+    admin = AdminClient(client)
+    created = admin.create_topics(
+        [NewTopic(name, 1, 1) for name in [*internal, heartbeat]]
+    )
+    for future in created.values():
+        future.result(30)
+    producer = Producer(client | {"enable.idempotence": True})
+    failed = []
+    for topic in (TOPIC, heartbeat, internal[0]):
+        producer.produce(
+            topic, b"x", on_delivery=lambda err, _: err and failed.append(err)
+        )
+    assert producer.flush(30) == 0 and failed == []
+    member = Consumer(client | {"group.id": worker["group.id"]})
+    member.subscribe([internal[0]])
+    try:
+        for _ in range(60):
+            member.poll(0.5)
+            if member.assignment():
+                break
+        assert member.assignment(), "the worker's group could not be joined"
+    finally:
+        member.close()
+    reader = Consumer(
+        client | {"group.id": worker["group.id"], "auto.offset.reset": "earliest"}
+    )
+    reader.subscribe([TOPIC])
+    try:
+        refused = None
+        for _ in range(40):
+            message = reader.poll(0.5)
+            if message is not None and message.error() is not None:
+                refused = message.error()
+                break
+        assert (
+            refused is not None
+            and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        )
+    finally:
+        reader.close()

@@ -1,5 +1,7 @@
 """The production overlay's Kafka: SASL_SSL only on published ports, a principal each."""
 
+import yaml
+
 from tests.conftest import ROOT
 from tests.test_compose import load, merge
 
@@ -72,3 +74,101 @@ def test_the_ssl_settings_reach_server_properties_as_given():
     assert properties["ssl.keystore.location"] == "/etc/kafka/secrets/broker.pem"
     assert properties["ssl.truststore.location"] == "/etc/kafka/secrets/ca.pem"
     assert "ssl.keystore.password" not in properties  # Kafka refuses one with PEM
+
+
+def acl_allows(principal: str, resource_type: str, name: str, operation: str) -> bool:
+    """Whether deploy/kafka-acls.yml lets ``principal`` do ``operation`` on ``name``."""
+    from tests.test_kafka_acls import ACLS
+
+    entries = yaml.safe_load(ACLS.read_text())["principals"][principal]
+    return any(
+        entry["resource_type"] == resource_type
+        and operation in entry["operations"]
+        and (
+            entry["name"] in ("*", name)
+            or (entry["pattern"] == "prefixed" and name.startswith(entry["name"]))
+        )
+        for entry in entries
+    )
+
+
+def test_connect_runs_on_sasl_ssl_as_principal_connect_with_what_it_needs():
+    """The cdc profile's worker in the production overlay: SASL_SSL for the worker's
+    own clients and, given again, for the connector's producer (it takes only
+    producer.* settings); three replicas of its internal topics; the ACLs cover its
+    group, its topics and Debezium's heartbeats; its password is never printed."""
+    from devtools.connect_image import logged_secrets, worker_properties
+
+    services = production()["services"]
+    connect = services["connect"]
+    env = connect["environment"]
+    worker = worker_properties(env)
+    assert worker["bootstrap.servers"] == "kafka:29092,kafka2:29092,kafka3:29092"
+    for prefix in ("", "producer."):
+        assert worker[f"{prefix}security.protocol"] == "SASL_SSL"
+        assert worker[f"{prefix}sasl.mechanism"] == "SCRAM-SHA-512"
+        assert 'username="connect"' in worker[f"{prefix}sasl.jaas.config"]
+        assert "${KAFKA_CONNECT_PASSWORD:?" in worker[f"{prefix}sasl.jaas.config"]
+        assert worker[f"{prefix}ssl.truststore.location"] == "/etc/kafka/secrets/ca.pem"
+    assert (
+        "./deploy/kafka-secrets/ca.pem:/etc/kafka/secrets/ca.pem:ro"
+        in (connect["volumes"])
+    )
+    assert logged_secrets(env) == []
+    for kind in ("config", "offset", "status"):
+        assert worker[f"{kind}.storage.replication.factor"] == "3"
+    for kafka in ("kafka", "kafka2", "kafka3"):
+        assert connect["depends_on"][kafka]["condition"] == "service_healthy"
+        script = services[kafka]["command"][-1]
+        assert "[name=connect,password=$$SCRAM_CONNECT_PASSWORD]" in script
+
+    from django.conf import settings
+
+    group, topics = (
+        worker["group.id"],
+        [worker[f"{kind}.storage.topic"] for kind in ("config", "offset", "status")],
+    )
+    assert acl_allows("connect", "group", group, "READ")
+    for topic in topics:
+        for operation in ("CREATE", "READ", "WRITE", "DESCRIBE_CONFIGS"):
+            assert acl_allows("connect", "topic", topic, operation), (topic, operation)
+    heartbeat = f"__debezium-heartbeat.{settings.CDC['TOPIC_PREFIX']}"
+    for operation in ("CREATE", "WRITE"):
+        assert acl_allows("connect", "topic", heartbeat, operation)
+    assert acl_allows("connect", "topic", "appointments", "WRITE")
+    assert not acl_allows("connect", "topic", "appointments", "READ")
+
+
+def test_the_connector_is_registered_by_a_principal_the_settings_accept():
+    """Django's settings refuse SASL_SSL without a user: cdc-register runs as ops."""
+    from tests.test_compose import env_names_read_by_settings
+
+    register = production()["services"]["cdc-register"]
+    env = register["environment"]
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["KAFKA_SASL_USERNAME"] == "ops"
+    assert env["KAFKA_SASL_PASSWORD"].startswith("${KAFKA_OPS_PASSWORD:?")
+    assert (
+        "./deploy/kafka-secrets/ca.pem:/etc/kafka/secrets/ca.pem:ro"
+        in (register["volumes"])
+    )
+    assert set(env) - env_names_read_by_settings() == set()
+
+
+def test_the_dev_worker_gets_its_storage_settings():
+    """Only CONNECT_* variables reach the worker: the replication factors and the
+    env config provider (for the connector's database password)."""
+    from devtools.connect_image import worker_properties
+    from tests.test_compose import load
+
+    worker = worker_properties(
+        load("docker-compose.yml")["services"]["connect"]["environment"]
+    )
+    assert worker["config.storage.replication.factor"] == "1"
+    assert worker["config.providers"] == "env"
+    assert worker["group.id"] == "healthcare-connect"
+    assert worker["bootstrap.servers"] == "kafka:29092"
+    assert (
+        "127.0.0.1:8083:8083"
+        in load("docker-compose.yml")["services"]["connect"]["ports"]
+    )
