@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.keys import local_key_file  # noqa: E402
 from devtools import connect  # noqa: E402
 from devtools.brokers import client_env  # noqa: E402
 from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
@@ -70,6 +71,11 @@ def main() -> int:
             )
             worker = connect.devrun_connect(env["KAFKA_BROKERS"], env, VAR / "connect")
             say(f"connect: connector running, REST {worker.url}; no run_relay")
+            subprocess.run(  # the connector's state and the slot's retained WAL
+                [PY, "manage.py", "outbox_cdc", "status"],
+                cwd=ROOT,
+                env=env | {"CDC_CONNECT_URL": worker.url},
+            )
             del commands["relay"]
         return supervise(env, commands)
     except subprocess.CalledProcessError as exc:
@@ -77,6 +83,13 @@ def main() -> int:
     finally:
         if worker is not None:
             worker.stop()
+            say(
+                "connect: the replication slot stays, so the next run resumes where "
+                "this one stopped; meanwhile it keeps the WAL of the whole PostgreSQL "
+                "cluster (tests and benches on it write gigabytes). Done with CDC? "
+                f"DATABASE_URL={env['DATABASE_URL']} OUTBOX_RELAY=cdc "
+                ".venv/bin/python manage.py outbox_cdc teardown drops it."
+            )
         if broker is not None:  # last, so that relay and consumer flush and commit
             broker.stop()
             say("stopped")
@@ -96,6 +109,16 @@ def relay_mode(env: dict) -> str:
         except connect.CDCUnavailable as exc:
             sys.exit(f"[make run] {exc}")
         env["OUTBOX_RELAY"] = "cdc"
+        # With DATABASE_URL set the settings want the keys given (a deployment must
+        # not run on generated ones); make run gives them the local ones it would use
+        # without it, from the same files.
+        var = Path(env.get("HEALTHCARE_VAR_DIR") or VAR)
+        var.mkdir(exist_ok=True)
+        for name, file in (
+            ("DJANGO_SECRET_KEY", "secret_key"),
+            ("JWT_SIGNING_KEY", "jwt_key"),
+        ):
+            env.setdefault(name, local_key_file(var / file))
         say(f"relay: Debezium (cdc mode) on {env['DATABASE_URL']}")
     return mode
 
