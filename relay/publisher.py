@@ -179,19 +179,13 @@ class ShardPublisher:
             for lane in range(self.LANES)
         ]
         self._lane = 0
-        self._initialised = 0  # lanes whose init_transactions succeeded
         self.producer = self.producers[0]  # the lane of the open (or last) transaction
         self.ready = False
 
     def start(self, timeout: float) -> None:
-        """Fence every former producer of the shard (raises KafkaException if it cannot).
-
-        A lane whose ``init_transactions`` succeeded is not initialised again when a
-        later lane failed and the start is retried (librdkafka refuses a second one).
-        """
-        while self._initialised < len(self.producers):
-            self.producers[self._initialised].init_transactions(timeout)
-            self._initialised += 1
+        """Fence every former producer of the shard (raises KafkaException if it cannot)."""
+        for producer in self.producers:
+            producer.init_transactions(timeout)
         self.ready = True
 
     def begin(self) -> None:

@@ -72,37 +72,13 @@ def test_commit_gives_up_a_retriable_error_at_the_deadline():
 
 
 class FakeLane:
-    """A lane's producer whose init_transactions fails ``failures`` times first."""
+    """One lane's producer: counts the transactions begun on it."""
 
-    def __init__(self, failures: int = 0):
-        self.failures = failures
-        self.inits = 0
+    def __init__(self):
         self.begun = 0
-
-    def init_transactions(self, timeout):
-        self.inits += 1
-        if self.failures:
-            self.failures -= 1
-            raise KafkaException(
-                KafkaError(KafkaError._TIMED_OUT, "init", retriable=True)
-            )
 
     def begin_transaction(self):
         self.begun += 1
-
-
-def test_a_retried_start_initialises_only_the_lanes_that_failed():
-    """librdkafka refuses a second init_transactions on a producer that completed
-    one: a start retried after lane 1 timed out must not call it on lane 0 again."""
-    lanes = [FakeLane(), FakeLane(failures=1)]
-    publisher = ShardPublisher.__new__(ShardPublisher)
-    publisher.producers, publisher._initialised, publisher.ready = lanes, 0, False
-    with pytest.raises(KafkaException):
-        publisher.start(timeout=1)
-    assert not publisher.ready
-    publisher.start(timeout=1)
-    assert publisher.ready
-    assert [lane.inits for lane in lanes] == [1, 2]
 
 
 def test_transactions_take_turns_over_the_lanes():
