@@ -236,7 +236,7 @@ class ShardPublisher:
             self.ready = False
 
     def close(self) -> None:
-        """Drop what is queued and let go of the producer."""
+        """Drop what is queued in every lane and let go of the producers."""
         self.ready = False
         for producer in self.producers:
             try:

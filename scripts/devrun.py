@@ -51,7 +51,7 @@ def main() -> int:
     env.setdefault("DEMO_MODE", "1")
     env.setdefault("DJANGO_DEBUG", "1")
     env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "6000")
-    for name, value in client_env(env.get("BROKER") or "tansu").items():
+    for name, value in client_env(broker_kind(env)).items():
         env.setdefault(name, value)
     env.setdefault("OUTBOX_POLL_INTERVAL_MS", "200")
     env["PYTHONUNBUFFERED"] = "1"
@@ -101,7 +101,7 @@ def relay_mode(env: dict) -> str:
     if mode not in ("poll", "cdc"):
         sys.exit(f"[make run] RELAY={mode}: expected poll or cdc")
     if mode == "cdc":
-        if (env.get("BROKER") or "tansu") != "kafka" and not env.get("KAFKA_BROKERS"):
+        if broker_kind(env) != "kafka" and not env.get("KAFKA_BROKERS"):
             sys.exit("[make run] RELAY=cdc needs Apache Kafka: add BROKER=kafka")
         try:
             env["DATABASE_URL"] = connect.devrun_database_url(env)
@@ -123,9 +123,13 @@ def relay_mode(env: dict) -> str:
     return mode
 
 
+def broker_kind(env: dict) -> str:
+    return env.get("BROKER") or "tansu"
+
+
 def start_broker(env: dict):
     """Start the BROKER kind on 127.0.0.1:9092, or use KAFKA_BROKERS when set."""
-    kind = env.get("BROKER") or "tansu"
+    kind = broker_kind(env)
     if env.get("KAFKA_BROKERS"):
         say(f"broker: using KAFKA_BROKERS={env['KAFKA_BROKERS']}")
         return None
