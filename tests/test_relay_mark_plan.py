@@ -1,0 +1,150 @@
+"""The relay's marks look their rows up by primary key, whatever the statistics say.
+
+Found by bench/relay.py: after the outbox was emptied and analyzed (no live rows, its
+pages kept), the next burst was estimated at one row, and the mark, then a join with
+``unnest(seqs, ...)``, was planned as a full primary-key scan outer to the array. A
+mark of 5,000 rows ran for minutes and the relay stalled.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from relay.models import OutboxEvent
+from relay.store import OUTBOX, PostgresStore
+
+pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
+
+BURST = 20_000
+MARKED = 2_000
+
+
+def insert_pending(conn, count: int) -> None:
+    conn.execute(
+        f"""
+        INSERT INTO {OUTBOX} (id, aggregatetype, aggregateid, type, topic, key,
+                              payload, headers, bucket, created_at, attempts, last_error)
+        SELECT gen_random_uuid(), 'appointment', g::text, 'appointment.booked',
+               'appointments', g::text, '{{}}', '{{}}', g %% 1024, now(), 0, ''
+        FROM generate_series(1, %s) AS g
+        """,
+        [count],
+    )
+
+
+class ExplainFirst:
+    """Stands in for the store's connection: EXPLAIN each statement, then run it.
+
+    Each statement is explained twice: planned for its values (as the first runs of
+    a statement are) and as the generic plan a prepared statement may settle on.
+    """
+
+    closed = False
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.plans: list[dict] = []
+
+    def execute(self, sql, params=None):
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            with self.conn.transaction():
+                self.conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+                explained = self.conn.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+                self.plans.append(explained.fetchone()[0][0]["Plan"])
+        return self.conn.execute(sql, params)
+
+
+def outbox_scans(plan: dict):
+    if plan.get("Relation Name") == OUTBOX and plan["Node Type"].endswith("Scan"):
+        yield plan
+    for child in plan.get("Plans", []):
+        yield from outbox_scans(child)
+
+
+def assert_lookups_by_key(plan: dict) -> None:
+    scans = list(outbox_scans(plan))
+    assert scans, json.dumps(plan, indent=1)
+    for scan in scans:
+        # an outbox scan without an index condition reads the whole table
+        assert "Index Cond" in scan, json.dumps(plan, indent=1)
+        assert "seq = ANY" in scan["Index Cond"], json.dumps(plan, indent=1)
+
+
+@pytest.fixture
+def outbox_analyzed_empty():
+    """The outbox after a purge and an autovacuum: no live rows, pages kept."""
+    store = PostgresStore("test-mark-plan")
+    conn = store.conn
+    conn.execute(f"ALTER TABLE {OUTBOX} SET (autovacuum_enabled = false)")
+    try:
+        insert_pending(conn, 2_000)
+        conn.execute(f"DELETE FROM {OUTBOX}")
+        conn.execute(f"VACUUM (ANALYZE, TRUNCATE false) {OUTBOX}")
+        pages, tuples = conn.execute(
+            "SELECT relpages, reltuples FROM pg_class WHERE relname = %s", [OUTBOX]
+        ).fetchone()
+        assert pages > 0 and tuples == 0  # the statistics this test is about
+        insert_pending(conn, BURST)
+        yield store
+    finally:
+        conn.execute(f"ALTER TABLE {OUTBOX} RESET (autovacuum_enabled)")
+        store.close()
+
+
+def test_a_mark_after_a_burst_into_an_outbox_analyzed_empty_uses_the_primary_key(
+    outbox_analyzed_empty,
+):
+    store = outbox_analyzed_empty
+    epoch = store.bump_lease(shard=0, holder="test-mark-plan")
+    rows = store.claim(after=0, limit=MARKED, shards=None, shard_count=1)
+    seqs = [row.seq for row in rows]
+    explaining = ExplainFirst(store.conn)
+    store._conn = explaining
+    marked = store.mark_published(
+        seqs=seqs,
+        partitions=[seq % 3 for seq in seqs],
+        offsets=[1000 + i for i in range(len(seqs))],
+        shard=0,
+        epoch=epoch,
+        published_at=datetime.now(UTC),
+    )
+    store._conn = explaining.conn
+
+    assert marked == MARKED
+    assert len(explaining.plans) == 2
+    for plan in explaining.plans:
+        assert_lookups_by_key(plan)
+    published = OutboxEvent.objects.published()
+    assert published.count() == MARKED
+    for i in (0, MARKED // 2, MARKED - 1):
+        row = published.get(seq=seqs[i])
+        assert (row.partition, row.offset) == (seqs[i] % 3, 1000 + i)
+        assert row.published_at is not None and row.last_error == ""
+    assert OutboxEvent.objects.pending().count() == BURST - MARKED
+
+
+def test_failures_after_a_burst_into_an_outbox_analyzed_empty_use_the_primary_key(
+    outbox_analyzed_empty,
+):
+    store = outbox_analyzed_empty
+    epoch = store.bump_lease(shard=0, holder="test-mark-plan")
+    rows = store.claim(after=0, limit=MARKED, shards=None, shard_count=1)
+    failures = [(row.seq, f"broker refused {row.seq}") for row in rows]
+    explaining = ExplainFirst(store.conn)
+    store._conn = explaining
+    counted = store.record_failures(
+        failures=failures, shard=0, epoch=epoch, max_backoff=60.0
+    )
+    store._conn = explaining.conn
+
+    assert sorted(seq for seq, _, _ in counted) == [seq for seq, _ in failures]
+    assert {attempts for _, attempts, _ in counted} == {1}
+    assert len(explaining.plans) == 2
+    for plan in explaining.plans:
+        assert_lookups_by_key(plan)
+    seq, error = failures[MARKED // 2]
+    row = OutboxEvent.objects.get(seq=seq)
+    assert (row.attempts, row.last_error) == (1, error)
+    assert row.next_attempt_at is not None and row.published_at is None
+    assert OutboxEvent.objects.filter(attempts=1).count() == MARKED
