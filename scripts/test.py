@@ -9,6 +9,11 @@ Under CI=true a missing PostgreSQL, Java, Maven or Kafka is a failure naming it.
 Outside CI the PostgreSQL pass falls back (to SQLite only, or to Tansu) and says
 so in one line. Each pass prints a header naming database and broker, and a last
 line with its counts. Extra arguments go to pytest.
+
+The two passes run side by side: the SQLite pass waits on its broker and its
+processes about half of its time, and on two cores the pair takes about the time
+of the PostgreSQL pass alone. Its output is kept in a file and printed, whole,
+after the PostgreSQL pass. TEST_SERIAL=1 runs them one after the other.
 """
 
 import os
@@ -88,46 +93,92 @@ def counts(junit: Path) -> str:
     )
 
 
-def run(database: str, database_url: str, broker: str, extra: list[str]) -> int:
-    label = f"{database} + {BROKER_LABELS[broker]}"
-    env = os.environ.copy()
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "TEST_BROKER": broker,
-            "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-and-django",
-            "JWT_SIGNING_KEY": "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
-            "DJANGO_DEBUG": "0",
-            "DEMO_MODE": "0",
-            "KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "KAFKA_FETCH_WAIT_MAX_MS": "10",
-            "OUTBOX_POLL_INTERVAL_MS": "100",
-            "LOG_FORMAT": "text",
-            # production settings (DEBUG off) but plain HTTP inside the test process
-            "DJANGO_SECURE_SSL_REDIRECT": "0",
-        }
-    )
-    marks = ["postgres_only"] if database == "SQLite" else []
-    marks += ["kafka_only"] if broker != "kafka" else []
-    args = ["-m", " and ".join(f"not {m}" for m in marks)] if marks else []
-    print(f"\n=== tests on {label} ===", flush=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        junit = Path(tmp) / "junit.xml"
-        command = [sys.executable, "-m", "pytest", f"--junitxml={junit}", *args]
-        code = subprocess.call([*command, *extra], env=env, cwd=ROOT)
-        summary = counts(junit)
-    elapsed = time.monotonic() - started
-    print(f"=== {label}: {summary} in {elapsed:.0f}s (exit {code}) ===", flush=True)
-    return code
+class Pass:
+    """One pytest run of the matrix: a database and a broker."""
+
+    def __init__(self, database: str, database_url: str, broker: str, extra: list[str]):
+        self.database, self.database_url, self.broker = database, database_url, broker
+        self.extra = extra
+        self.label = f"{database} + {BROKER_LABELS[broker]}"
+        self.tmp = tempfile.TemporaryDirectory()
+        self.junit = Path(self.tmp.name) / "junit.xml"
+        self.output = Path(self.tmp.name) / "output.txt"
+
+    def env(self) -> dict:
+        env = os.environ.copy()
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "TEST_BROKER": self.broker,
+                "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-and-django",
+                "JWT_SIGNING_KEY": "test-jwt-signing-key-of-fifty-characters-or-more-for-hs256",
+                "DJANGO_DEBUG": "0",
+                "DEMO_MODE": "0",
+                "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "KAFKA_FETCH_WAIT_MAX_MS": "10",
+                "OUTBOX_POLL_INTERVAL_MS": "100",
+                "LOG_FORMAT": "text",
+                # production settings (DEBUG off) but plain HTTP inside the test process
+                "DJANGO_SECURE_SSL_REDIRECT": "0",
+            }
+        )
+        return env
+
+    def command(self) -> list[str]:
+        marks = ["postgres_only"] if self.database == "SQLite" else []
+        marks += ["kafka_only"] if self.broker != "kafka" else []
+        args = ["-m", " and ".join(f"not {m}" for m in marks)] if marks else []
+        # a base temporary directory of its own: two sessions never share one
+        basetemp = f"--basetemp={Path(self.tmp.name) / 'tmp'}"
+        return [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--junitxml={self.junit}",
+            basetemp,
+            *args,
+        ]
+
+    def start(self, *, captured: bool) -> None:
+        """Start pytest: its output on ours, or kept in a file (``captured``)."""
+        self.started = time.monotonic()
+        self.captured = captured
+        if not captured:
+            print(f"\n=== tests on {self.label} ===", flush=True)
+        out = self.output.open("w") if captured else None
+        self.proc = subprocess.Popen(
+            [*self.command(), *self.extra],
+            env=self.env(),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL if captured else None,
+            stdout=out,
+            stderr=subprocess.STDOUT if captured else None,
+        )
+        if out is not None:
+            out.close()
+
+    def finish(self) -> int:
+        """Wait for it; print its output if kept, then its counts. Returns its exit code."""
+        code = self.proc.wait()
+        elapsed = time.monotonic() - self.started
+        if self.captured:
+            print(f"\n=== tests on {self.label} (ran beside the other pass) ===")
+            print(self.output.read_text(errors="replace"), end="", flush=True)
+        summary = counts(self.junit)
+        print(
+            f"=== {self.label}: {summary} in {elapsed:.0f}s (exit {code}) ===",
+            flush=True,
+        )
+        self.tmp.cleanup()
+        return code
 
 
 def main() -> int:
     extra = sys.argv[1:]
-    codes = []
+    passes = []
     try:
         if reachable(PG_URL):
-            codes.append(run("PostgreSQL", PG_URL, postgres_broker(), extra))
+            passes.append(Pass("PostgreSQL", PG_URL, postgres_broker(), extra))
         elif IN_CI:
             raise Missing(f"PostgreSQL is not reachable at {PG_URL}")
         else:
@@ -135,7 +186,25 @@ def main() -> int:
     except Missing as exc:
         print(f"FAILED (CI=true, no fallback): {exc}", flush=True)
         return 1
-    codes.append(run("SQLite", SQLITE_URL, "tansu", extra))
+    passes.append(Pass("SQLite", SQLITE_URL, "tansu", extra))
+    if len(passes) == 1 or os.environ.get("TEST_SERIAL") == "1":
+        codes = []
+        for one in passes:
+            one.start(captured=False)
+            codes.append(one.finish())
+    else:
+        first, beside = passes
+        print(
+            f"{beside.label}: runs beside {first.label}, printed after it", flush=True
+        )
+        beside.start(captured=True)
+        try:
+            first.start(captured=False)
+            codes = [first.finish(), beside.finish()]
+        finally:
+            if beside.proc.poll() is None:  # interrupted: do not leave it running
+                beside.proc.terminate()
+                beside.proc.wait()
     # pytest exits 5 when no test ran: that is a failure here too.
     return next((c for c in codes if c != 0), 0)
 
