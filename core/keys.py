@@ -11,6 +11,9 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 MIN_LENGTH = 50
+# Where a developer's machine keeps each generated key, under the var directory
+# (the settings read them; make run RELAY=cdc hands them on).
+LOCAL_KEY_FILES = {"DJANGO_SECRET_KEY": "secret_key", "JWT_SIGNING_KEY": "jwt_key"}
 
 
 def _checked(name: str, value: str) -> str:
@@ -43,8 +46,8 @@ def local_key_file(path: Path) -> str:
     return path.read_text().strip()
 
 
-def env_key(name: str, *, local: bool, dev_file: Path) -> str:
-    """The key in ``name``; generated into ``dev_file`` only when ``local``."""
+def env_key(name: str, *, local: bool, var_dir: Path) -> str:
+    """The key in ``name``; generated under ``var_dir`` only when ``local``."""
     value = os.environ.get(name, "").strip()
     if value:
         return _checked(name, value)
@@ -53,7 +56,7 @@ def env_key(name: str, *, local: bool, dev_file: Path) -> str:
             f"{name} is not set: it is required whenever DATABASE_URL is set "
             "(whatever DEMO_MODE or DJANGO_DEBUG say)."
         )
-    return _checked(name, local_key_file(dev_file))
+    return _checked(name, local_key_file(var_dir / LOCAL_KEY_FILES[name]))
 
 
 def env_fallback_keys(name: str) -> list[str]:

@@ -32,9 +32,7 @@ DEMO_MODE = env_bool("DEMO_MODE", False)
 # No DATABASE_URL means the embedded SQLite file: a developer's machine, not production.
 # Anywhere else the keys are required, whatever DEMO_MODE or DJANGO_DEBUG say.
 LOCAL_DEV = not env_str("DATABASE_URL")
-SECRET_KEY = env_key(
-    "DJANGO_SECRET_KEY", local=LOCAL_DEV, dev_file=VAR_DIR / "secret_key"
-)
+SECRET_KEY = env_key("DJANGO_SECRET_KEY", local=LOCAL_DEV, var_dir=VAR_DIR)
 SECRET_KEY_FALLBACKS = env_fallback_keys("DJANGO_SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
@@ -323,9 +321,7 @@ AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
 
 # JWT: their own key (not SECRET_KEY); the previous one verifies during a rotation.
-JWT_SIGNING_KEY = env_key(
-    "JWT_SIGNING_KEY", local=LOCAL_DEV, dev_file=VAR_DIR / "jwt_key"
-)
+JWT_SIGNING_KEY = env_key("JWT_SIGNING_KEY", local=LOCAL_DEV, var_dir=VAR_DIR)
 # Set it for one refresh lifetime after changing JWT_SIGNING_KEY, then remove it.
 JWT_PREVIOUS_SIGNING_KEY = "".join(env_fallback_keys("JWT_PREVIOUS_SIGNING_KEY")[:1])
 SIMPLE_JWT = {

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.keys import local_key_file  # noqa: E402
+from core.keys import LOCAL_KEY_FILES, local_key_file  # noqa: E402
 from devtools import connect  # noqa: E402
 from devtools.brokers import client_env  # noqa: E402
 from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
@@ -114,10 +114,7 @@ def relay_mode(env: dict) -> str:
         # without it, from the same files.
         var = Path(env.get("HEALTHCARE_VAR_DIR") or VAR)
         var.mkdir(exist_ok=True)
-        for name, file in (
-            ("DJANGO_SECRET_KEY", "secret_key"),
-            ("JWT_SIGNING_KEY", "jwt_key"),
-        ):
+        for name, file in LOCAL_KEY_FILES.items():
             env.setdefault(name, local_key_file(var / file))
         say(f"relay: Debezium (cdc mode) on {env['DATABASE_URL']}")
     return mode
