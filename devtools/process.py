@@ -86,7 +86,7 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches us, not it
-                preexec_fn=_death_signal(),
+                preexec_fn=death_signal(),
             )
         if ready is not None:
             self.wait_ready(ready, timeout)
@@ -201,7 +201,7 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def _death_signal():
+def death_signal():
     """The child's pre-exec hook: SIGTERM when we die, from the main thread only.
 
     Linux sends PR_SET_PDEATHSIG when the *thread* that forked the child ends, so

@@ -1,4 +1,4 @@
-"""`make test`: the matrix, PostgreSQL + Apache Kafka, then SQLite + Tansu.
+"""`make test`: the matrix, PostgreSQL + Apache Kafka and SQLite + Tansu.
 
 PostgreSQL: TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/healthcare.
 The broker reaches the tests as TEST_BROKER (kafka or tansu; the PostgreSQL pass
@@ -13,7 +13,10 @@ line with its counts. Extra arguments go to pytest.
 The two passes run side by side: the SQLite pass waits on its broker and its
 processes about half of its time, and on two cores the pair takes about the time
 of the PostgreSQL pass alone. Its output is kept in a file and printed, whole,
-after the PostgreSQL pass. TEST_SERIAL=1 runs them one after the other.
+after the PostgreSQL pass. TEST_SERIAL=1 runs them one after the other (needed for
+``--pdb`` or ``-s``: the pass run beside gets no terminal). Each pass keeps its
+temporary files (process and broker logs) in var/test-tmp/<database>/ until the
+next run.
 """
 
 import os
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools import kafka_jars  # noqa: E402
+from devtools.process import death_signal  # noqa: E402
 
 PG_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/healthcare"
@@ -130,8 +134,11 @@ class Pass:
         marks = ["postgres_only"] if self.database == "SQLite" else []
         marks += ["kafka_only"] if self.broker != "kafka" else []
         args = ["-m", " and ".join(f"not {m}" for m in marks)] if marks else []
-        # a base temporary directory of its own: two sessions never share one
-        basetemp = f"--basetemp={Path(self.tmp.name) / 'tmp'}"
+        # a base temporary directory of its own (two sessions never share one),
+        # kept after the run: the process and broker logs a failure names are there
+        basetemp = ROOT / "var" / "test-tmp" / self.database.lower()
+        basetemp.parent.mkdir(parents=True, exist_ok=True)
+        basetemp = f"--basetemp={basetemp}"
         return [
             sys.executable,
             "-m",
@@ -155,9 +162,20 @@ class Pass:
             stdin=subprocess.DEVNULL if captured else None,
             stdout=out,
             stderr=subprocess.STDOUT if captured else None,
+            preexec_fn=death_signal(),  # no pass left running if we are killed
         )
         if out is not None:
             out.close()
+
+    def stop(self, grace: float = 30) -> None:
+        """Let an interrupted pass clean up (its brokers, its processes), then kill it."""
+        if getattr(self, "proc", None) is None:
+            return
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def finish(self) -> int:
         """Wait for it; print its output if kept, then its counts. Returns its exit code."""
@@ -191,24 +209,29 @@ def main() -> int:
         print(f"FAILED (CI=true, no fallback): {exc}", flush=True)
         return 1
     passes.append(Pass("SQLite", SQLITE_URL, "tansu", extra))
-    if len(passes) == 1 or os.environ.get("TEST_SERIAL") == "1":
-        codes = []
-        for one in passes:
-            one.start(captured=False)
-            codes.append(one.finish())
-    else:
-        first, beside = passes
-        print(
-            f"{beside.label}: runs beside {first.label}, printed after it", flush=True
-        )
-        beside.start(captured=True)
-        try:
+    started = []
+    try:
+        if len(passes) == 1 or os.environ.get("TEST_SERIAL") == "1":
+            codes = []
+            for one in passes:
+                started.append(one)
+                one.start(captured=False)
+                codes.append(one.finish())
+        else:
+            first, beside = passes
+            print(
+                f"{beside.label}: runs beside {first.label}, printed after it",
+                flush=True,
+            )
+            started = [beside, first]
+            beside.start(captured=True)
             first.start(captured=False)
             codes = [first.finish(), beside.finish()]
-        finally:
-            if beside.proc.poll() is None:  # interrupted: do not leave it running
-                beside.proc.terminate()
-                beside.proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached every pass: let them end, then go
+        for one in started:
+            one.stop()
+        print("interrupted", flush=True)
+        return 130
     # pytest exits 5 when no test ran: that is a failure here too.
     return next((c for c in codes if c != 0), 0)
 

@@ -27,14 +27,20 @@ from tests.relay_support import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def cut_control_connection() -> int:
+def control_connections(action: str = "count(*)") -> int:
+    """How many relay control connections there are (or, with the action
+    ``count(pg_terminate_backend(pid))``, were cut)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"SELECT {action} FROM pg_stat_activity "
             "WHERE application_name = 'outbox-relay-control' "
             "AND datname = current_database()"
         )
         return cursor.fetchone()[0]
+
+
+def cut_control_connection() -> int:
+    return control_connections("count(pg_terminate_backend(pid))")
 
 
 @pytest.mark.postgres_only
@@ -72,13 +78,17 @@ def test_relay_survives_its_leadership_connection_cut_while_idle(
 ):
     relay = start_process("run_relay", "--shards", "4")
     assert relay.wait_for_output("producer ready")
-    for i in range(8):  # cuts 0.45 s to 1.64 s apart: at 8 points of its 1 s cycle
-        time.sleep(0.45 + 0.17 * i)  # idle, at another point of its acquire cycle
-        cut_control_connection()
-        if relay.proc.poll() is not None:
-            break
+    cuts, deadline = 0, time.monotonic() + 60
+    while cuts < 8 and relay.proc.poll() is None and time.monotonic() < deadline:
+        # each cut once the relay is connected again, at another point of its 1 s
+        # acquire cycle (a backend just cut may still be listed: then cut again)
+        connected = wait_until(lambda: control_connections() > 0, timeout=10)
+        assert connected, relay.output[-3000:]
+        time.sleep(0.1 + 0.11 * cuts)
+        cuts += cut_control_connection()
     time.sleep(2)
     assert relay.proc.poll() is None, relay.output[-3000:]
+    assert cuts >= 8
     assert "KeyError" not in relay.output
 
     keys = new_keys(8)

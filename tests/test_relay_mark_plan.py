@@ -7,9 +7,12 @@ mark of 5,000 rows ran for minutes and the relay stalled.
 """
 
 import json
+import re
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
+from psycopg import sql as sql_
 
 from relay.models import OutboxEvent
 from relay.store import OUTBOX, PostgresStore
@@ -33,11 +36,27 @@ def insert_pending(conn, count: int) -> None:
     )
 
 
+# The type of each named parameter of the store's statements, for PREPARE.
+PARAM_TYPES = {
+    "shard": "smallint",
+    "epoch": "bigint",
+    "at": "timestamptz",
+    "seqs": "bigint[]",
+    "acks": "jsonb",
+    "errors": "jsonb",
+    "max": "float8",
+    "base": "float8",
+}
+
+
 class ExplainFirst:
     """Stands in for the store's connection: EXPLAIN each statement, then run it.
 
-    Each statement is explained twice: planned for its values (as the first runs of
-    a statement are) and as the generic plan a prepared statement may settle on.
+    Each statement is explained twice: planned for its values (as its first runs
+    are), and as the generic plan that a statement psycopg has prepared (after 5
+    runs) may settle on. EXPLAIN with values always plans for them, whatever
+    plan_cache_mode says, so the generic plan is shown through PREPARE and
+    EXPLAIN EXECUTE.
     """
 
     closed = False
@@ -47,12 +66,38 @@ class ExplainFirst:
         self.plans: list[dict] = []
 
     def execute(self, sql, params=None):
-        for mode in ("force_custom_plan", "force_generic_plan"):
-            with self.conn.transaction():
-                self.conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
-                explained = self.conn.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-                self.plans.append(explained.fetchone()[0][0]["Plan"])
+        explained = self.conn.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        self.plans.append(explained.fetchone()[0][0]["Plan"])
+        self.plans.append(self.generic_plan(sql, params))
         return self.conn.execute(sql, params)
+
+    def generic_plan(self, sql: str, params: dict) -> dict:
+        names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+        numbered = re.sub(
+            r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", sql
+        ).replace("%%", "%")
+        types = ", ".join(PARAM_TYPES[name] for name in names)
+        # EXPLAIN EXECUTE takes no bound parameters: the values go in as literals
+        values = sql_.SQL(", ").join(sql_.Literal(params[name]) for name in names)
+        with self.conn.transaction(force_rollback=True):
+            self.conn.execute(f"PREPARE generic_probe ({types}) AS {numbered}")
+            self.conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            explain = sql_.SQL("EXPLAIN (FORMAT JSON) EXECUTE generic_probe ({})")
+            explained = self.conn.execute(explain.format(values))
+            plan = explained.fetchone()[0][0]["Plan"]
+            self.conn.execute("DEALLOCATE generic_probe")
+        return plan
+
+
+@contextmanager
+def explained(store: PostgresStore):
+    """The store's statements explained (``.plans``) as they run."""
+    explaining = ExplainFirst(store.conn)
+    store._conn = explaining
+    try:
+        yield explaining
+    finally:
+        store._conn = explaining.conn
 
 
 def outbox_scans(plan: dict):
@@ -69,6 +114,15 @@ def assert_lookups_by_key(plan: dict) -> None:
         # an outbox scan without an index condition reads the whole table
         assert "Index Cond" in scan, json.dumps(plan, indent=1)
         assert "seq = ANY" in scan["Index Cond"], json.dumps(plan, indent=1)
+
+
+def assert_lookups_by_key_in_both(plans: list[dict]) -> None:
+    custom, generic = plans
+    assert_lookups_by_key(custom)
+    assert_lookups_by_key(generic)
+    # planned for the values, and for a parameter: seq = ANY ('{...}'), seq = ANY ($n)
+    assert all("ANY ('{" in scan["Index Cond"] for scan in outbox_scans(custom))
+    assert all("ANY ($" in scan["Index Cond"] for scan in outbox_scans(generic))
 
 
 @pytest.fixture
@@ -99,22 +153,18 @@ def test_a_mark_after_a_burst_into_an_outbox_analyzed_empty_uses_the_primary_key
     epoch = store.bump_lease(shard=0, holder="test-mark-plan")
     rows = store.claim(after=0, limit=MARKED, shards=None, shard_count=1)
     seqs = [row.seq for row in rows]
-    explaining = ExplainFirst(store.conn)
-    store._conn = explaining
-    marked = store.mark_published(
-        seqs=seqs,
-        partitions=[seq % 3 for seq in seqs],
-        offsets=[1000 + i for i in range(len(seqs))],
-        shard=0,
-        epoch=epoch,
-        published_at=datetime.now(UTC),
-    )
-    store._conn = explaining.conn
+    with explained(store) as explaining:
+        marked = store.mark_published(
+            seqs=seqs,
+            partitions=[seq % 3 for seq in seqs],
+            offsets=[1000 + i for i in range(len(seqs))],
+            shard=0,
+            epoch=epoch,
+            published_at=datetime.now(UTC),
+        )
 
     assert marked == MARKED
-    assert len(explaining.plans) == 2
-    for plan in explaining.plans:
-        assert_lookups_by_key(plan)
+    assert_lookups_by_key_in_both(explaining.plans)
     published = OutboxEvent.objects.published()
     assert published.count() == MARKED
     for i in (0, MARKED // 2, MARKED - 1):
@@ -131,18 +181,14 @@ def test_failures_after_a_burst_into_an_outbox_analyzed_empty_use_the_primary_ke
     epoch = store.bump_lease(shard=0, holder="test-mark-plan")
     rows = store.claim(after=0, limit=MARKED, shards=None, shard_count=1)
     failures = [(row.seq, f"broker refused {row.seq}") for row in rows]
-    explaining = ExplainFirst(store.conn)
-    store._conn = explaining
-    counted = store.record_failures(
-        failures=failures, shard=0, epoch=epoch, max_backoff=60.0
-    )
-    store._conn = explaining.conn
+    with explained(store) as explaining:
+        counted = store.record_failures(
+            failures=failures, shard=0, epoch=epoch, max_backoff=60.0
+        )
 
     assert sorted(seq for seq, _, _ in counted) == [seq for seq, _ in failures]
     assert {attempts for _, attempts, _ in counted} == {1}
-    assert len(explaining.plans) == 2
-    for plan in explaining.plans:
-        assert_lookups_by_key(plan)
+    assert_lookups_by_key_in_both(explaining.plans)
     seq, error = failures[MARKED // 2]
     row = OutboxEvent.objects.get(seq=seq)
     assert (row.attempts, row.last_error) == (1, error)
