@@ -21,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.keys import LOCAL_KEY_FILES, local_key_file  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+from core.keys import LOCAL_KEY_FILES, env_key  # noqa: E402
 from devtools import connect  # noqa: E402
 from devtools.brokers import client_env  # noqa: E402
 from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
@@ -114,8 +116,11 @@ def relay_mode(env: dict) -> str:
         # without it, from the same files.
         var = Path(env.get("HEALTHCARE_VAR_DIR") or VAR)
         var.mkdir(exist_ok=True)
-        for name, file in LOCAL_KEY_FILES.items():
-            env.setdefault(name, local_key_file(var / file))
+        try:
+            for name in LOCAL_KEY_FILES:
+                env[name] = env_key(name, local=True, var_dir=var)
+        except ImproperlyConfigured as exc:
+            sys.exit(f"[make run] {exc}")
         say(f"relay: Debezium (cdc mode) on {env['DATABASE_URL']}")
     return mode
 

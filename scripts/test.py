@@ -39,6 +39,7 @@ PG_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/healthcare"
 )
 SQLITE_URL = "sqlite:///var/healthcare-test.sqlite3"
+TEST_TMP = ROOT / "var" / "test-tmp"  # each pass's --basetemp, kept until the next run
 IN_CI = os.environ.get("CI") == "true"
 BROKER_LABELS = {"kafka": f"Apache Kafka {kafka_jars.KAFKA_VERSION}", "tansu": "Tansu"}
 
@@ -136,22 +137,15 @@ class Pass:
         args = ["-m", " and ".join(f"not {m}" for m in marks)] if marks else []
         # a base temporary directory of its own (two sessions never share one),
         # kept after the run: the process and broker logs a failure names are there
-        basetemp = ROOT / "var" / "test-tmp" / self.database.lower()
-        basetemp.parent.mkdir(parents=True, exist_ok=True)
-        basetemp = f"--basetemp={basetemp}"
-        return [
-            sys.executable,
-            "-m",
-            "pytest",
-            f"--junitxml={self.junit}",
-            basetemp,
-            *args,
-        ]
+        basetemp = f"--basetemp={TEST_TMP / self.database.lower()}"
+        pytest = [sys.executable, "-m", "pytest", f"--junitxml={self.junit}"]
+        return [*pytest, basetemp, *args]
 
     def start(self, *, captured: bool) -> None:
         """Start pytest: its output on ours, or kept in a file (``captured``)."""
         self.started = time.monotonic()
         self.captured = captured
+        TEST_TMP.mkdir(parents=True, exist_ok=True)
         if not captured:
             print(f"\n=== tests on {self.label} ===", flush=True)
         out = self.output.open("w") if captured else None
