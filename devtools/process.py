@@ -1,10 +1,13 @@
 """One process helper: start with its log in a file, wait ready, stop, always reaped."""
 
 import ctypes
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +18,62 @@ class ProcessFailed(RuntimeError):
     """A process exited or never became ready; the message ends with its log's tail."""
 
 
+# Ports for the servers that tests, benches and make run start on loopback. They
+# come from below the kernel's ephemeral range, so that no outgoing connection is
+# given one as its source port before its server binds it, and each one handed out
+# is claimed with a lock file (flock) held until this process exits, so that
+# processes running side by side (make test's two passes, a bench beside a test
+# run) never hand out the same port. The lock files stay; a lock ends with its
+# process, however it ends.
+PORT_LOCKS = Path(tempfile.gettempdir()) / "healthcare-ports"
+_claimed: dict[int, object] = {}  # port -> its open lock file
+_claim_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
+    """A TCP port on loopback that nothing listens on and no other process has
+    been handed by this function; it stays this process's."""
+    low, high = port_range()
+    start = random.randrange(low, high)
+    with _claim_lock:
+        for i in range(high - low):
+            port = low + (start - low + i) % (high - low)
+            if _claim(port):
+                return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 in {low}-{high - 1}")
+
+
+def port_range() -> tuple[int, int]:
+    """[low, high) below the ephemeral range (net.ipv4.ip_local_port_range)."""
+    try:
+        ephemeral_low = int(
+            Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        )
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    high = min(ephemeral_low, 32768)
+    return max(1024, high - 12000), high
+
+
+def _claim(port: int) -> bool:
+    """Take ``port`` for this process: its lock file, and nothing bound there."""
+    if port in _claimed:
+        return False
+    PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+    lock = open(PORT_LOCKS / f"{port}.lock", "a")  # held until this process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return False
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            lock.close()
+            return False
+    _claimed[port] = lock
+    return True
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

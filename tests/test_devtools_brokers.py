@@ -4,6 +4,8 @@ The Kafka tests run on the session's broker (SASL_SSL, SCRAM users, ACLs) and on
 three-node cluster, started once per session and only when a test here needs it.
 """
 
+import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -20,8 +22,42 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from devtools.process import Process, ProcessFailed
+from devtools import process as process_helper
+from devtools.process import Process, ProcessFailed, free_port, port_range
 from tests.conftest import wait_until
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range():
+    ephemeral_low = int(
+        open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0]
+    )
+    ports = [free_port() for _ in range(25)]
+    assert len(set(ports)) == 25
+    low, high = port_range()
+    assert all(low <= p < high <= ephemeral_low for p in ports)
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # nothing listens there
+
+
+def test_a_port_handed_to_one_process_is_not_handed_to_another(tmp_path):
+    """make test's two passes run side by side and both start servers on free ports."""
+    script = (
+        "import time; from devtools.process import free_port; "
+        "print(free_port(), flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(child.stdout.readline())
+        # Nothing listens on it yet (the other process's server may still be
+        # starting), but it is that process's.
+        assert not process_helper._claim(port)
+    finally:
+        child.kill()
+        child.wait()
+    assert process_helper._claim(port)  # its claim ended with the process
 
 
 def test_a_process_that_exits_before_ready_reports_its_log(tmp_path):
