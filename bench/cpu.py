@@ -97,3 +97,25 @@ class CpuByKind:
         used[MACHINE] = after[MACHINE] - before[MACHINE]
         used[OTHERS] = max(0.0, used[MACHINE] - sum(used[k] for k in self.kinds))
         return {kind: 100 * cpu / seconds for kind, cpu in used.items()}
+
+
+def thread_seconds(pids: list[int], name_part: str) -> float:
+    """CPU seconds used by the threads of ``pids`` whose name contains ``name_part``
+    (e.g. a JVM's ``C2 CompilerThread0``), from /proc/<pid>/task."""
+    total = 0.0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/comm") as f:
+                    if name_part not in f.read():
+                        continue
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the thread ended while we looked
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
