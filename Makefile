@@ -17,7 +17,7 @@ install: $(STAMP)
 # BROKER=tansu (default, nothing to install) or BROKER=kafka (Apache Kafka, Java + Maven);
 # RELAY=poll (default) or RELAY=cdc (Debezium on Kafka Connect; BROKER=kafka, PostgreSQL)
 run: $(STAMP)
-	BROKER=$(BROKER) $(PY) scripts/devrun.py
+	BROKER=$(BROKER) exec $(PY) scripts/devrun.py
 
 lint: lint-code lint-format
 

@@ -264,12 +264,14 @@ def death_signal():
     ``stop()`` instead.
     """
     if threading.current_thread() is threading.main_thread():
-        return _die_with_parent
+        return die_with_parent
     return None
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the parent dies (no orphaned brokers on Linux)."""
+def die_with_parent() -> None:
+    """SIGTERM this process when its parent dies (no orphaned brokers on Linux).
+
+    In a child before exec (``death_signal``), or by a process for itself."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: stop() is the only guard

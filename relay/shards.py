@@ -90,12 +90,18 @@ class ShardSet:
     def leads(self, shard: int) -> bool:
         return shard in self.leadership.held
 
-    def drop(self, shard: int, reason: str) -> None:
-        """Stop publishing a shard and let go of its lock."""
+    def drop(self, shard: int, reason: str, *, expected: bool = False) -> None:
+        """Stop publishing a shard and let go of its lock (``expected``: at a stop,
+        logged as INFO; a lost or fenced lease is a WARNING)."""
         publisher = self.publishers.pop(shard, None)
         if publisher is not None:
             publisher.close()
-            logger.warning("relay: stopped publishing shard %d: %s", shard, reason)
+            logger.log(
+                logging.INFO if expected else logging.WARNING,
+                "relay: stopped publishing shard %d: %s",
+                shard,
+                reason,
+            )
         self.leadership.release(shard)
         self.draining.discard(shard)
         SHARD_LEADER.labels(str(shard)).set(0)
@@ -118,7 +124,7 @@ class ShardSet:
 
     def close(self) -> None:
         for shard in list(self.publishers):
-            self.drop(shard, "relay stopping")
+            self.drop(shard, "relay stopping", expected=True)
         self.leadership.close()
 
     def _lead(self, shard: int) -> None:

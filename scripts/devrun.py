@@ -27,17 +27,35 @@ from core.keys import LOCAL_KEY_FILES, env_key  # noqa: E402
 from devtools import connect  # noqa: E402
 from devtools.brokers import client_env  # noqa: E402
 from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
-from devtools.process import ProcessFailed, port_open  # noqa: E402
+from devtools.process import (  # noqa: E402
+    ProcessFailed,
+    death_signal,
+    die_with_parent,
+    port_open,
+)
 from devtools.tansu import TansuBroker  # noqa: E402
 
 PY = sys.executable
 VAR = ROOT / "var"
 BROKER_PORT = 9092
-COMMANDS = {
-    "web": [PY, "manage.py", "runserver", "127.0.0.1:8000", "--noreload"],
-    "relay": [PY, "manage.py", "run_relay"],
-    "consumer": [PY, "manage.py", "run_consumer"],
-}
+WEB_ADDRESS = "127.0.0.1:8000"  # WEB_ADDRESS= in the environment to change it
+
+
+def commands_for(env: dict) -> dict:
+    return {
+        "web": [PY, "manage.py", "runserver", web_address(env), "--noreload"],
+        "relay": [PY, "manage.py", "run_relay"],
+        "consumer": [PY, "manage.py", "run_consumer"],
+    }
+
+
+def web_address(env: dict) -> str:
+    return env.get("WEB_ADDRESS") or WEB_ADDRESS
+
+
+def stop_starting(signum, frame) -> None:
+    """SIGTERM before everything runs: unwind like Ctrl-C, through main's cleanup."""
+    raise KeyboardInterrupt
 
 
 def say(message: str) -> None:
@@ -49,6 +67,10 @@ def manage(*args: str, env) -> None:
 
 
 def main() -> int:
+    # Whoever started us (make, a supervisor, a terminal) may end without passing a
+    # signal on, or be killed: then SIGTERM us, and everything below stops with us.
+    die_with_parent()
+    signal.signal(signal.SIGTERM, stop_starting)
     env = os.environ.copy()
     env.setdefault("DEMO_MODE", "1")
     env.setdefault("DJANGO_DEBUG", "1")
@@ -65,7 +87,7 @@ def main() -> int:
         manage("migrate", "--noinput", env=env)
         if env["DEMO_MODE"] not in ("0", "false", "no", "off"):
             manage("seed_demo", env=env)
-        commands = dict(COMMANDS)
+        commands = commands_for(env)
         if cdc:
             manage("kafka", "topics", "create", env=env)
             say(
@@ -82,6 +104,9 @@ def main() -> int:
         return supervise(env, commands)
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting
+        say("stopping before everything had started")
+        return 130
     finally:
         if worker is not None:
             worker.stop()
@@ -94,7 +119,7 @@ def main() -> int:
             )
         if broker is not None:  # last, so that relay and consumer flush and commit
             broker.stop()
-            say("stopped")
+        say("stopped")
 
 
 def relay_mode(env: dict) -> str:
@@ -167,11 +192,14 @@ def supervise(env: dict, commands: dict) -> int:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+            preexec_fn=death_signal(),  # and if we are killed, they stop too
         )
         for name, cmd in commands.items()
     }
-    say("web on http://127.0.0.1:8000 (API /api/, admin /admin/); Ctrl-C stops all")
+    say(
+        f"web on http://{web_address(env)} (API /api/, admin /admin/); Ctrl-C stops all"
+    )
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
