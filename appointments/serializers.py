@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from appointments.models import Appointment, Doctor, WorkingHours
-from core.api import TimeSlotField
+from core.api import DayField, TimeSlotField
 
 # -- doctors ---------------------------------------------------------------------
 
@@ -35,7 +35,7 @@ class DoctorFilterInput(serializers.Serializer):
 
 
 class SlotsQueryInput(serializers.Serializer):
-    date = serializers.DateField(input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
+    date = DayField(help_text="YYYY-MM-DD")
 
 
 class SlotsOutput(serializers.Serializer):
@@ -67,8 +67,8 @@ class AppointmentOutput(serializers.Serializer):
 
 class AppointmentFilterInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Appointment.Status.choices, required=False)
-    dateFrom = serializers.DateField(input_formats=["%Y-%m-%d"], required=False)
-    dateTo = serializers.DateField(input_formats=["%Y-%m-%d"], required=False)
+    dateFrom = DayField(required=False)
+    dateTo = DayField(required=False)
     doctorId = serializers.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1
     )
@@ -96,7 +96,7 @@ class DoctorIdField(serializers.PrimaryKeyRelatedField):
         if isinstance(data, bool) or not (
             isinstance(data, int) or (isinstance(data, str) and data.isdigit())
         ):
-            self.fail("incorrect_type", data_type=type(data).__name__)
+            self.fail("incorrect_type", value=repr(data)[:40])
         try:
             return Doctor.objects.get_with_hours(int(data))
         except Doctor.DoesNotExist:
@@ -108,11 +108,11 @@ class AppointmentBookInput(serializers.Serializer):
         queryset=Doctor.objects.all(),
         error_messages={
             "does_not_exist": "No doctor with id {pk_value}.",
-            "incorrect_type": "A doctor id is a number, not {data_type}.",
+            "incorrect_type": 'A doctor id is a whole number, e.g. 1 or "1", not {value}.',
         },
     )
     doctorName = serializers.CharField(required=False, allow_blank=True, max_length=120)
-    date = serializers.DateField(input_formats=["%Y-%m-%d"])
+    date = DayField()
     timeSlot = TimeSlotField()
     reason = serializers.CharField(
         required=False, allow_blank=True, max_length=500, default=""
@@ -128,7 +128,7 @@ class AppointmentBookInput(serializers.Serializer):
 
 
 class AppointmentRescheduleInput(serializers.Serializer):
-    date = serializers.DateField(input_formats=["%Y-%m-%d"])
+    date = DayField()
     timeSlot = TimeSlotField()
 
 

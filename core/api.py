@@ -4,12 +4,13 @@ import functools
 import logging
 import re
 import sys
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -121,6 +122,32 @@ class TimeSlotField(serializers.Field):
         return value.strftime("%H:%M")
 
 
+class DayField(serializers.DateField):
+    """A calendar day written ``YYYY-MM-DD``; a day that does not exist (2026-02-30)
+    is named as such rather than as a wrong format."""
+
+    default_error_messages = {
+        "invalid": "Date has the wrong format. Use YYYY-MM-DD, e.g. 2026-05-04.",
+        "no_such_day": "{value} is not a day of the calendar (no such day in that month).",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("input_formats", ["%Y-%m-%d"])
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and re.fullmatch(
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value
+        ):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                self.fail("no_such_day", value=value)
+        if isinstance(value, str):
+            self.fail("invalid")
+        return super().to_internal_value(value)
+
+
 class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "pageSize"
@@ -178,6 +205,14 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 def not_found(request, exception=None):
     """A JSON 404 for any URL that matches no view (API clients never see HTML)."""
     return JsonResponse({"detail": "Not found."}, status=404)
+
+
+@csrf_exempt
+def api_not_found(request, *args, **kwargs):
+    """The last API route: any other path under /api/, any method. Django's
+    handler404 does the same, but with DEBUG on (make run) Django answers an
+    unmatched URL with its HTML debug page instead."""
+    return not_found(request)
 
 
 def server_error(request):

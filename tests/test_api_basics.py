@@ -115,3 +115,23 @@ def test_patient_sees_only_their_own_appointments(patient_client, doctor, make_u
     assert listed == [mine["id"]]
     assert patient_client.get(f"/api/appointments/{mine['id']}").status_code == 200
     assert patient_client.get(f"/api/appointments/{theirs['id']}/").status_code == 404
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "make-run-debug"])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/api/appointments/not-a-uuid"),
+        ("post", "/api/notifications/abc/read"),
+        ("get", "/api/foo"),
+        ("delete", "/api/doctors/1/nothing-here"),
+    ],
+)
+def test_unknown_api_paths_answer_a_json_404_with_debug_on_or_off(
+    patient_client, settings, debug, method, path
+):
+    settings.DEBUG = debug
+    response = getattr(patient_client, method)(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
