@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test bench chaos lint lint-code lint-format install migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "installing the Python packages into $(VENV) (the first time: a minute or two)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)

@@ -211,6 +211,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # runserver's own line per request (make run): healthcare.access logs each one
+        "django.server": {"level": "WARNING"},
     },
 }
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from core.keys import LOCAL_KEY_FILES, env_key  # noqa: E402
-from devtools import connect  # noqa: E402
+from devtools import connect, kafka_jars  # noqa: E402
 from devtools.brokers import client_env  # noqa: E402
 from devtools.kafka import KafkaBroker, KafkaUnavailable  # noqa: E402
 from devtools.process import (  # noqa: E402
@@ -169,7 +169,10 @@ def start_broker(env: dict):
         )
     try:
         if kind == "kafka":
-            say("broker: starting Apache Kafka (the first run fetches it with Maven)")
+            fetch = (
+                "" if kafka_jars.cached() else "; fetching its jars with Maven first"
+            )
+            say(f"broker: starting Apache Kafka{fetch}")
             broker = KafkaBroker(port=BROKER_PORT, data_dir=VAR / "kafka", sasl=False)
             broker.start()
             where = f"data in {broker.data_dir}, log {broker.nodes[0].log_path}"
