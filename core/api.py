@@ -93,7 +93,23 @@ def exception_handler(exc, context):
         if not isinstance(errors, dict):
             errors = {api_settings.NON_FIELD_ERRORS_KEY: errors}
         response.data = {"detail": _first_message(errors), "errors": errors}
+    elif isinstance(response.data, dict) and "messages" in response.data:
+        response.data = _one_token_message(response.data)
     return response
+
+
+def _one_token_message(data: dict) -> dict:
+    """simplejwt's 401 lists why each token type refused the token ("messages");
+    the API's errors are ``{"detail", ...}``: the first reason goes into the detail."""
+    reasons = [
+        str(m["message"])
+        for m in data.get("messages") or ()
+        if isinstance(m, dict) and m.get("message")
+    ]
+    detail = str(data.get("detail", ""))
+    if reasons:
+        detail = f"{detail.rstrip('.')}: {reasons[0].rstrip('.')}."
+    return {k: v for k, v in data.items() if k != "messages"} | {"detail": detail}
 
 
 TIME_PATTERN = r"^\s*[0-9]{1,2}(:[0-5][0-9]){0,2}\s*([AaPp][Mm])?\s*$"

@@ -33,6 +33,19 @@ def test_logout_revokes_the_refresh_token(client, patient):
     assert again.json()["code"] == "token_not_valid"
 
 
+def test_an_expired_access_token_answers_401_saying_so_in_the_detail(client, patient):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken.for_user(patient)
+    token.set_exp(lifetime=-timedelta(seconds=1))
+    response = client.get("/api/appointments", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401
+    body = response.json()
+    assert body["code"] == "token_not_valid"
+    assert "expired" in body["detail"], body
+    assert set(body) == {"detail", "code"}, body
+
+
 def test_logout_with_a_bad_token_answers_401(client):
     response = client.post("/api/auth/logout", {"refresh": "x"}, format="json")
     assert response.status_code == 401
