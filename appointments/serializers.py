@@ -1,3 +1,5 @@
+import json
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from drf_spectacular.utils import extend_schema_field
@@ -94,13 +96,25 @@ class DoctorIdField(serializers.PrimaryKeyRelatedField):
 
     def to_internal_value(self, data):
         if isinstance(data, bool) or not (
-            isinstance(data, int) or (isinstance(data, str) and data.isdigit())
+            isinstance(data, int)
+            or (isinstance(data, str) and data.isascii() and data.isdigit())
         ):
-            self.fail("incorrect_type", value=repr(data)[:40])
+            self.fail(
+                "incorrect_type", data_type=type(data).__name__, value=_as_json(data)
+            )
         try:
             return Doctor.objects.get_with_hours(int(data))
         except Doctor.DoesNotExist:
             self.fail("does_not_exist", pk_value=data)
+
+
+def _as_json(value) -> str:
+    """A client's value as the client wrote it (JSON), cut short."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 class AppointmentBookInput(serializers.Serializer):

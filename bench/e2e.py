@@ -293,9 +293,12 @@ class Run:
         return seen
 
 
-def run_rate(rate, seconds, slots, patients, *, kinds=None, workers=None) -> dict:
+def run_rate(
+    rate, seconds, slots, patients, *, kinds=None, workers=None, jit=None
+) -> dict:
     """Book at `rate` per second for `seconds`; the latency of each booking's
-    notification, and the CPU of each kind of process (``kinds``) meanwhile."""
+    notification, and the CPU of each kind of process (``kinds``) meanwhile, and
+    of the broker's JIT compiler (``jit``, a JitMeter) over the same span."""
     workers = workers or workers_for(rate)
     expected = applied_events() + int(rate * seconds)
     run = Run(rate, seconds, slots, patients, workers)
@@ -309,8 +312,11 @@ def run_rate(rate, seconds, slots, patients, *, kinds=None, workers=None) -> dic
     print(f"  {rate}/s for {seconds:g} s, {workers} booking processes", file=sys.stderr)
     start_at = run.launch()
     before = sampler.snapshot()
+    if jit is not None:
+        jit.restart()
     booked, refused, booking_cpu = run.collect()
     cpu = sampler.percent(before, sampler.snapshot())
+    jit_percent = jit.percent() if jit is not None else 0.0
     deadline = time.time() + 30
     while applied_events() < expected - len(refused) and time.time() < deadline:
         time.sleep(0.05)
@@ -321,6 +327,7 @@ def run_rate(rate, seconds, slots, patients, *, kinds=None, workers=None) -> dic
         "workers": workers,
         "cpu": cpu,
         "booking_cpu_ms": booking_cpu / max(len(booked), 1) * 1000,
+        "broker_jit": jit_percent,
     }
 
 
@@ -411,13 +418,18 @@ def measure(args, broker, seconds: float) -> tuple[dict, list[dict]]:
             missing += lost
         if missing:
             raise RuntimeError(f"warm-up: {missing} notifications never appeared")
-        rows = []
-        for rate in args.rates:
-            jit = JitMeter(broker)
-            row = run_rate(
-                rate, seconds, slots, patients, kinds=kinds, workers=args.workers
+        rows = [
+            run_rate(
+                rate,
+                seconds,
+                slots,
+                patients,
+                kinds=kinds,
+                workers=args.workers,
+                jit=JitMeter(broker),
             )
-            rows.append(row | {"broker_jit": jit.percent()})
+            for rate in args.rates
+        ]
     finally:
         stop(procs)
     return service, rows
@@ -434,11 +446,16 @@ class JitMeter:
 
     def __init__(self, broker):
         self.pids = broker_pids(broker)
+        self.restart()
+
+    def restart(self) -> None:
         self.at, self.used = time.monotonic(), thread_seconds(self.pids, JIT_THREADS)
 
     def percent(self) -> float:
+        """(HotSpot may end a compiler thread meanwhile: its time is then lost, and
+        the share is never below 0.)"""
         now, used = time.monotonic(), thread_seconds(self.pids, JIT_THREADS)
-        return 100 * (used - self.used) / max(now - self.at, 1e-9)
+        return max(0.0, 100 * (used - self.used) / max(now - self.at, 1e-9))
 
 
 def warm_up(least: float, most: float, broker, slots, patients) -> tuple[int, float]:
@@ -450,11 +467,11 @@ def warm_up(least: float, most: float, broker, slots, patients) -> tuple[int, fl
     and the seconds it took."""
     started, missing = time.monotonic(), 0
     while True:
-        jit = JitMeter(broker)
         left = most - (time.monotonic() - started)
         round_s = round(max(2.0, min(WARM_UP_ROUND_S, left)))
-        missing += run_rate(100, round_s, slots, patients)["missing"]
-        compiling, elapsed = jit.percent(), time.monotonic() - started
+        row = run_rate(100, round_s, slots, patients, jit=JitMeter(broker))
+        missing += row["missing"]
+        compiling, elapsed = row["broker_jit"], time.monotonic() - started
         print(
             f"  warm-up: {elapsed:.0f} s at 100/s, broker JIT compiler "
             f"{compiling:.1f}% of a core in the last {round_s:g} s",
@@ -573,7 +590,8 @@ def parse_args():
         "--warm-up",
         type=float,
         help="at least this many seconds at 100/s before measuring, then on until "
-        "the broker's JIT is quiet, at most 300 s (default 40; --quick: 5, no wait)",
+        "the broker's JIT is quiet, up to 300 s or this, whichever is longer "
+        "(default 40; --quick: 5, no wait)",
     )
     parser.add_argument(
         "--relay",

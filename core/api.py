@@ -144,7 +144,7 @@ class DayField(serializers.DateField):
 
     default_error_messages = {
         "invalid": "Date has the wrong format. Use YYYY-MM-DD, e.g. 2026-05-04.",
-        "no_such_day": "{value} is not a day of the calendar (no such day in that month).",
+        "no_such_day": "{value} is not a day of the calendar.",
     }
 
     def __init__(self, **kwargs):
@@ -152,11 +152,13 @@ class DayField(serializers.DateField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, value):
-        if isinstance(value, str) and re.fullmatch(
-            r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value
-        ):
+        # 2026-05-04, and as before 2026-5-4 (month and day not zero-padded)
+        parts = isinstance(value, str) and re.fullmatch(
+            r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})", value
+        )
+        if parts:
             try:
-                return date.fromisoformat(value)
+                return date(*(int(p) for p in parts.groups()))
             except ValueError:
                 self.fail("no_such_day", value=value)
         if isinstance(value, str):
@@ -174,7 +176,7 @@ class Pagination(PageNumberPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise exceptions.ValidationError(
                 {"pageSize": ["A positive whole number is required."]}
             )

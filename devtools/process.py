@@ -25,7 +25,7 @@ class ProcessFailed(RuntimeError):
 # processes running side by side (make test's two passes, a bench beside a test
 # run) never hand out the same port. The lock files stay; a lock ends with its
 # process, however it ends.
-PORT_LOCKS = Path(tempfile.gettempdir()) / "healthcare-ports"
+PORT_LOCKS = Path(tempfile.gettempdir()) / f"healthcare-ports-{os.getuid()}"
 _claimed: dict[int, object] = {}  # port -> its open lock file
 _claim_lock = threading.Lock()
 
@@ -44,23 +44,30 @@ def free_port() -> int:
 
 
 def port_range() -> tuple[int, int]:
-    """[low, high) below the ephemeral range (net.ipv4.ip_local_port_range)."""
+    """[low, high) outside the ephemeral range (net.ipv4.ip_local_port_range):
+    12,000 ports below it, or above it when it starts too low for that."""
     try:
-        ephemeral_low = int(
-            Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
-        )
-    except (OSError, ValueError, IndexError):
-        ephemeral_low = 32768
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        ephemeral_low, ephemeral_high = (int(v) for v in text.split()[:2])
+    except (OSError, ValueError):
+        ephemeral_low, ephemeral_high = 32768, 60999
     high = min(ephemeral_low, 32768)
-    return max(1024, high - 12000), high
+    if high - 1024 >= 2000:
+        return max(1024, high - 12000), high
+    if 65536 - (ephemeral_high + 1) >= 2000:
+        return ephemeral_high + 1, 65536
+    return 1024, 65536  # no room outside it: the lock files still keep us apart
 
 
 def _claim(port: int) -> bool:
     """Take ``port`` for this process: its lock file, and nothing bound there."""
     if port in _claimed:
         return False
-    PORT_LOCKS.mkdir(parents=True, exist_ok=True)
-    lock = open(PORT_LOCKS / f"{port}.lock", "a")  # held until this process exits
+    try:
+        PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+        lock = open(PORT_LOCKS / f"{port}.lock", "a")  # held until this process exits
+    except OSError:
+        return False
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

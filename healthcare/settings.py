@@ -211,8 +211,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        # runserver's own line per request (make run): healthcare.access logs each one
-        "django.server": {"level": "WARNING"},
+        # runserver's own line per request (make run): healthcare.access logs each
+        # one. Django gives this logger a handler of its own and no propagation: take
+        # both back, so what is left (errors) goes out in the project's format.
+        "django.server": {"handlers": [], "level": "ERROR", "propagate": True},
     },
 }
 

@@ -6,8 +6,9 @@ Kafka from its Maven jars, data kept in var/kafka); either listens on
 RELAY=poll (default: run_relay) or RELAY=cdc (BROKER=kafka and PostgreSQL with
 wal_level=logical: a Kafka Connect worker with Debezium's outbox event router
 instead of run_relay; DATABASE_URL, by default a local database of its own). Every
-child's output is prefixed with its name. Ctrl-C or SIGTERM stops them all (SIGTERM
-first, then SIGKILL after 10 s; the broker last); if one dies, the others stop too.
+child's output is prefixed with its name. Ctrl-C, SIGTERM or SIGHUP stops them all
+(SIGTERM first, then SIGKILL after 10 s; the broker last), and so does make's death; if
+one dies, the others stop too.
 """
 
 import os
@@ -18,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+# Who started us, read before the slow imports below (see watch_parent).
+PARENT = os.getppid()
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -53,9 +56,36 @@ def web_address(env: dict) -> str:
     return env.get("WEB_ADDRESS") or WEB_ADDRESS
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(Exception):
+    """A stop signal arrived while starting: unwind through main's cleanup."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def stop_starting(signum, frame) -> None:
-    """SIGTERM before everything runs: unwind like Ctrl-C, through main's cleanup."""
-    raise KeyboardInterrupt
+    raise Stopped(signum)
+
+
+def on_stop_signals(handler) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+
+
+def watch_parent() -> None:
+    """Under make (MAKELEVEL is set): SIGTERM us if make dies without passing a
+    signal on (killed, or a supervisor that signals make alone), so that everything
+    below stops with us. Run directly (nohup, a terminal), devrun outlives its parent
+    as any program does."""
+    if "MAKELEVEL" not in os.environ:
+        return
+    die_with_parent()
+    if os.getppid() != PARENT:  # make died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def say(message: str) -> None:
@@ -67,10 +97,8 @@ def manage(*args: str, env) -> None:
 
 
 def main() -> int:
-    # Whoever started us (make, a supervisor, a terminal) may end without passing a
-    # signal on, or be killed: then SIGTERM us, and everything below stops with us.
-    die_with_parent()
-    signal.signal(signal.SIGTERM, stop_starting)
+    on_stop_signals(stop_starting)
+    watch_parent()
     env = os.environ.copy()
     env.setdefault("DEMO_MODE", "1")
     env.setdefault("DJANGO_DEBUG", "1")
@@ -81,9 +109,9 @@ def main() -> int:
     env["PYTHONUNBUFFERED"] = "1"
     VAR.mkdir(exist_ok=True)
     cdc = relay_mode(env) == "cdc"
-    broker = start_broker(env)
-    worker = None
+    broker = worker = None
     try:
+        broker = start_broker(env)
         manage("migrate", "--noinput", env=env)
         if env["DEMO_MODE"] not in ("0", "false", "no", "off"):
             manage("seed_demo", env=env)
@@ -104,10 +132,12 @@ def main() -> int:
         return supervise(env, commands)
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting
+    except Stopped as stop:  # Ctrl-C, SIGTERM or SIGHUP while starting
         say("stopping before everything had started")
-        return 130
+        return 128 + stop.signum
     finally:
+        # A second signal must not cut the cleanup short (the broker stops last).
+        on_stop_signals(signal.SIG_IGN)
         if worker is not None:
             worker.stop()
             say(
@@ -188,27 +218,29 @@ def start_broker(env: dict):
 
 def supervise(env: dict, commands: dict) -> int:
     """Start web, relay and consumer; print their output until a signal or a death."""
-    children = {
-        name: subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us; we stop them in order
-            preexec_fn=death_signal(),  # and if we are killed, they stop too
-        )
-        for name, cmd in commands.items()
-    }
-    say(
-        f"web on http://{web_address(env)} (API /api/, admin /admin/); Ctrl-C stops all"
-    )
     stopping = []
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    output = Output(children)
-    exit_code = 0
+    on_stop_signals(lambda signum, frame: stopping.append(signum))
+    children, output, exit_code = {}, None, 0
     try:
+        for name, cmd in commands.items():
+            if stopping:
+                break
+            children[name] = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+                preexec_fn=death_signal(),  # and if we are killed, they stop too
+            )
+        if stopping:
+            return exit_code
+        output = Output(children)
+        say(
+            f"web on http://{web_address(env)} (API /api/, admin /admin/); "
+            "Ctrl-C stops all"
+        )
         while not stopping:
             output.pump(timeout=0.2)
             dead = [n for n, p in children.items() if p.poll() is not None]
@@ -218,7 +250,8 @@ def supervise(env: dict, commands: dict) -> int:
                 break
     finally:
         stop_all(children)
-        output.pump(timeout=0)
+        if output is not None:
+            output.pump(timeout=0)
     return exit_code
 
 

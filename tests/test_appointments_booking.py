@@ -1,6 +1,6 @@
 """Booking rules: in the service (clear 4xx naming the field) and in the database."""
 
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -91,7 +91,12 @@ def test_failed_booking_leaves_no_appointment_and_no_event(
     [
         ({"date": "2020-01-06"}, "date", "The date is in the past."),
         ({"date": "far"}, "date", "Date has the wrong format. Use YYYY-MM-DD"),
-        ({"date": "2026-02-30"}, "date", "2026-02-30 is not a day of the calendar"),
+        ({"date": "2026-02-30"}, "date", "2026-02-30 is not a day of the calendar."),
+        (
+            {"doctorId": "²"},
+            "doctorId",
+            'A doctor id is a whole number, e.g. 1 or "1", not "²".',
+        ),
         ({"date": 20260504}, "date", "Date has the wrong format"),
         ({"timeSlot": "25:00"}, "timeSlot", "Time has the wrong format"),
         ({"timeSlot": "10:15"}, "timeSlot", "10:15 is not one of Dr. Smith's slots"),
@@ -333,3 +338,13 @@ def test_no_setting_turns_the_outbox_off(settings, patient, doctor):
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(10)
     )
     assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "text, day",
+    [("2026-05-04", date(2026, 5, 4)), ("2026-5-4", date(2026, 5, 4))],
+)
+def test_a_day_is_read_zero_padded_or_not(text, day):
+    from core.api import DayField
+
+    assert DayField().to_internal_value(text) == day

@@ -24,7 +24,7 @@ from confluent_kafka.admin import (
 
 from devtools import process as process_helper
 from devtools.process import Process, ProcessFailed, free_port, port_range
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 
 
 def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range():
@@ -47,7 +47,7 @@ def test_a_port_handed_to_one_process_is_not_handed_to_another(tmp_path):
         "print(free_port(), flush=True); time.sleep(60)"
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
         port = int(child.stdout.readline())

@@ -50,9 +50,17 @@ def command_of(pid: int) -> str:
         return "?"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+@pytest.mark.parametrize(
+    "sig, when",
+    [
+        (signal.SIGTERM, "running"),
+        (signal.SIGKILL, "running"),
+        (signal.SIGTERM, "starting"),  # during the migration, before any child
+    ],
+    ids=["TERM", "KILL", "TERM-while-starting"],
+)
 def test_make_run_stops_everything_when_make_is_signalled_or_killed(
-    sig, broker, tmp_path
+    sig, when, broker, tmp_path
 ):
     topic = f"make-run-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path / "make-run.log"
@@ -65,7 +73,10 @@ def test_make_run_stops_everything_when_make_is_signalled_or_killed(
         "CONSUMER_DLQ_TOPIC": f"{topic}.dlq",
         "CONSUMER_GROUP": f"group-{topic}",
         "DEMO_MODE": "0",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "k" * 60),
+        "JWT_SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", "j" * 60),
     }
+    below: set[int] = set()
     with open(log_path, "wb") as log:
         make = subprocess.Popen(
             ["make", "run"],
@@ -80,14 +91,21 @@ def test_make_run_stops_everything_when_make_is_signalled_or_killed(
         def output() -> str:
             return log_path.read_text(errors="replace")
 
-        started = ("relay: started", "consumer: started", "Starting development server")
-        assert wait_until(
-            lambda: all(line in output() for line in started), timeout=90
-        ), output()
-        below = descendants(make.pid)
-        commands = [command_of(p) for p in below]
-        for name in ("devrun.py", "runserver", "run_relay", "run_consumer"):
-            assert any(name in c for c in commands), (name, commands)
+        if when == "starting":
+            started = ("broker: using KAFKA_BROKERS",)
+            expected = ("devrun.py", "migrate")
+        else:
+            started = ("relay: started", "consumer: started", "Starting development")
+            expected = ("devrun.py", "runserver", "run_relay", "run_consumer")
+
+        def seen() -> bool:
+            below.update(descendants(make.pid))
+            commands = " ".join(command_of(p) for p in below if running(p))
+            return all(line in output() for line in started) and all(
+                name in commands for name in expected
+            )
+
+        assert wait_until(seen, timeout=90, interval=0.05), output()
 
         os.kill(make.pid, sig)
         make.wait(timeout=30)
@@ -95,10 +113,13 @@ def test_make_run_stops_everything_when_make_is_signalled_or_killed(
             command_of(p) for p in below if running(p)
         ]
         assert "[make run] stopped" in output(), output()
-        if sig == signal.SIGTERM:  # an orderly stop: the relay let go of its shard
+        if when == "starting":
+            assert "stopping before everything had started" in output(), output()
+            assert "relay: started" not in output(), output()
+        elif sig == signal.SIGTERM:  # an orderly stop: the relay let go of its shard
             assert "relay: stopped after publishing" in output(), output()
     finally:
-        for pid in [make.pid, *descendants(make.pid)]:
+        for pid in {make.pid, *below, *descendants(make.pid)}:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
