@@ -11,38 +11,11 @@ import os
 import time
 from collections.abc import Callable
 
-from devtools.process import cpu_seconds
+from devtools.process import cpu_seconds, parents, with_descendants
 
 TICKS = os.sysconf("SC_CLK_TCK")
 MACHINE = "whole machine"
 OTHERS = "everything else (other processes)"
-
-
-def parents() -> dict[int, int]:
-    """pid -> parent pid of every process now."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                found[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone while we looked
-    return found
-
-
-def with_descendants(roots: list[int], ppids: dict[int, int]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, ppid in ppids.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = set(), [pid for pid in roots if pid]
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, ()))
-    return found
 
 
 def machine_busy_seconds() -> float:
@@ -113,9 +86,7 @@ def thread_seconds(pids: list[int], name_part: str) -> float:
                 with open(f"/proc/{pid}/task/{task}/comm") as f:
                     if name_part not in f.read():
                         continue
-                with open(f"/proc/{pid}/task/{task}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # the thread ended while we looked
-            total += (int(fields[11]) + int(fields[12])) / TICKS
+            total += cpu_seconds(pid, f"task/{task}/stat")
     return total

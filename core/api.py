@@ -147,10 +147,6 @@ class DayField(serializers.DateField):
         "no_such_day": "{value} is not a day of the calendar.",
     }
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("input_formats", ["%Y-%m-%d"])
-        super().__init__(**kwargs)
-
     def to_internal_value(self, value):
         # 2026-05-04, and as before 2026-5-4 (month and day not zero-padded)
         parts = isinstance(value, str) and re.fullmatch(
@@ -163,7 +159,7 @@ class DayField(serializers.DateField):
                 self.fail("no_such_day", value=value)
         if isinstance(value, str):
             self.fail("invalid")
-        return super().to_internal_value(value)
+        return super().to_internal_value(value)  # a date object, or "invalid"
 
 
 class Pagination(PageNumberPagination):

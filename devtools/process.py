@@ -252,14 +252,55 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time process ``pid`` has used, from /proc (0 when gone)."""
+def stat_fields(path: str) -> list[str] | None:
+    """The fields of a /proc ``stat`` file after the command name (state, ppid, ...),
+    None when the process or thread is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(path) as f:
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
+        return None
+
+
+def cpu_seconds(pid: int, stat: str = "stat") -> float:
+    """User + system CPU time process ``pid`` has used, from /proc (0 when gone);
+    ``stat="task/<tid>/stat"`` for one of its threads."""
+    fields = stat_fields(f"/proc/{pid}/{stat}")
+    if fields is None:
         return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    fields = stat_fields(f"/proc/{pid}/stat")
+    return fields is not None and fields[0] != "Z"
+
+
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process now."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = stat_fields(f"/proc/{entry}/stat")
+            if fields is not None:  # else gone while we looked
+                found[int(entry)] = int(fields[1])
+    return found
+
+
+def with_descendants(roots: list[int], ppids: dict[int, int] | None = None) -> set[int]:
+    """``roots`` and every process below them (``ppids``: parents(), read now if
+    not given)."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in (parents() if ppids is None else ppids).items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), [pid for pid in roots if pid]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, ()))
+    return found
 
 
 def death_signal():

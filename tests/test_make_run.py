@@ -9,37 +9,13 @@ import uuid
 
 import pytest
 
-from devtools.process import free_port
+from devtools.process import free_port, running, with_descendants
 from tests.conftest import ROOT, wait_until
 
 
 def descendants(pid: int) -> set[int]:
     """Every process below ``pid`` now."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return with_descendants([pid]) - {pid}
 
 
 def command_of(pid: int) -> str:
