@@ -79,8 +79,8 @@ urlpatterns = [
     api("schema", SpectacularAPIView.as_view(), "schema"),
     # The split view serves Swagger UI's setup as a file: the CSP allows no inline script.
     api("docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), "docs"),
-    # Anything else under /api/ (an id of the wrong form, a typo): a JSON 404.
-    re_path(r"^api/", api_not_found, name="api-not-found"),
+    # Anything else under /api (an id of the wrong form, a typo): a JSON 404.
+    re_path(r"^api(/|$)", api_not_found, name="api-not-found"),
     # Operations: probes and metrics answer with or without a trailing slash.
     re_path(r"^healthz/?$", health.healthz, name="healthz"),
     re_path(r"^readyz/?$", health.readyz, name="readyz"),

@@ -125,6 +125,8 @@ def test_patient_sees_only_their_own_appointments(patient_client, doctor, make_u
         ("post", "/api/notifications/abc/read"),
         ("get", "/api/foo"),
         ("delete", "/api/doctors/1/nothing-here"),
+        ("get", "/api"),
+        ("get", "/api/"),
     ],
 )
 def test_unknown_api_paths_answer_a_json_404_with_debug_on_or_off(
