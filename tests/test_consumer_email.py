@@ -166,3 +166,51 @@ def test_a_mail_server_that_hangs_never_slows_the_kafka_loop(
         ).exists()
         assert EmailDelivery.objects.count() == 42
         assert consumer.terminate(timeout=10) == 0
+
+
+def test_a_delivery_whose_notification_is_gone_is_given_up_not_retried(
+    settings, pending_email
+):
+    """Deliveries have no foreign key (the consumer's batch would pay for it): a row
+    left behind by a deletion outside Django fails once, with the reason, instead of
+    being claimed again after every lease."""
+    from django.db import connection
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {Notification._meta.db_table} WHERE id = %s",
+            [pending_email.notification_id],
+        )
+    assert EmailSender().send_due() == (1, 0)
+    delivery = EmailDelivery.objects.get(pk=pending_email.pk)
+    assert delivery.status == EmailDelivery.Status.FAILED
+    assert delivery.attempts == 1
+    assert "no longer exists" in delivery.last_error
+    EmailDelivery.objects.update(next_attempt_at=timezone.now())
+    assert EmailSender().send_due() == (0, 0)
+
+
+def test_a_round_sends_each_claimed_delivery_to_its_own_recipient(settings, make_user):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    people = [make_user(email=f"p{i}@example.com") for i in range(3)]
+    for i, person in enumerate(people):
+        note = Notification.objects.create(
+            recipient=person,
+            event_id=f"6f1c1d5e-3a3b-4f0e-9a54-3b8f0f3c2a1{i}",
+            appointment_id="0b7d4a8e-9f4e-4a55-8f1e-2a3c9b1d7e22",
+            event_type="appointment.booked",
+            message=f"message {i}",
+        )
+        EmailDelivery.objects.create(notification=note)
+    assert EmailSender(batch_size=2).send_due() == (2, 2)
+    assert EmailSender(batch_size=2).send_due() == (1, 1)
+    got = sorted((m.to[0], m.body, m.subject) for m in mail.outbox)
+    assert got == [
+        (f"p{i}@example.com", f"message {i}", "Appointment booked") for i in range(3)
+    ]
+    assert set(EmailDelivery.objects.values_list("status", "attempts")) == {
+        (EmailDelivery.Status.SENT, 1)
+    }
