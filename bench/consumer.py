@@ -366,8 +366,7 @@ def measure_history(args, consume, patients, doctors) -> dict:
     """(h): fill the tables with old rows, show the inbox check's plan, run (a) again."""
     fill_history(args.history, patients, doctors)
     plan = explain_inbox_check(
-        lambda i, event_id: booked_event(i, patients, doctors, event_id),
-        patients + doctors,
+        lambda i, event_id: booked_event(i, patients, doctors, event_id)
     )
     print(f"\nThe consumer's batch statement over {args.history:,} events of history")
     print("(500 events, half of them already in the inbox; rolled back):\n")

@@ -94,7 +94,7 @@ def fill_history(n: int, patients: list[int], doctors: list[int]) -> float:
     return done - started
 
 
-def explain_inbox_check(make_record, recipients: list[int], size: int = 500) -> str:
+def explain_inbox_check(make_record, size: int = 500) -> str:
     """EXPLAIN ANALYZE of the consumer's batch statement, rolled back.
 
     The batch is half event ids from the history (duplicates the inbox must find)
@@ -118,11 +118,11 @@ def explain_inbox_check(make_record, recipients: list[int], size: int = 500) -> 
         parse_record(Record(dict(zip(FIELDS, make_record(i, event_id))), offset=i))
         for i, event_id in enumerate(ids)
     ]
-    sql, params = batch_statement(events, recipients)
+    sql, params = batch_statement(events)
     with transaction.atomic():
         with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
-            # the recipients' array is spelled out in two lines: cut those
+            # arrays are spelled out in some lines: cut those
             plan = "\n".join(_cut(row[0]) for row in cursor.fetchall())
         transaction.set_rollback(True)
     return plan

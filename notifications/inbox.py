@@ -8,6 +8,7 @@ arrays; other databases (SQLite) in a few bulk statements.
 """
 
 import uuid
+import weakref
 from dataclasses import dataclass, field
 
 import psycopg
@@ -36,7 +37,7 @@ class Applied:
 
 
 def apply_events(events: list[ParsedEvent]) -> Applied:
-    """Record the events in the inbox and create their notifications, in one transaction.
+    """Record the events in the inbox and create their notifications, atomically.
 
     An event id already in the inbox (or twice in ``events``) creates nothing. An
     event for a recipient who does not exist is rejected, not written.
@@ -45,59 +46,71 @@ def apply_events(events: list[ParsedEvent]) -> Applied:
     result = Applied(duplicates=len(events) - len(unique))
     if not unique:
         return result
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        emails = _recipients(unique)
-        accepted = []
-        for e in unique:
-            unknown = [
-                p.recipient_id for p in e.planned if p.recipient_id not in emails
-            ]
-            if unknown:
-                result.rejected.append(
-                    (e, InvalidEvent(f"unknown recipient user {unknown[0]}"))
-                )
-            else:
-                accepted.append(e)
-        with_email = [uid for uid, has_email in emails.items() if has_email]
-        if connection.vendor == "postgresql":
-            new_ids = _write_postgresql(accepted, with_email)
-        else:
-            new_ids = _write_generic(accepted, set(with_email))
-    result.new = [e for e in accepted if e.event_id in new_ids]
-    result.duplicates += len(accepted) - len(result.new)
+    if connection.vendor == "postgresql":
+        new_ids, refused = _apply_postgresql(unique)
+        result.rejected = [
+            (e, InvalidEvent(f"unknown recipient user {refused[e.event_id]}"))
+            for e in unique
+            if e.event_id in refused
+        ]
+    else:
+        with transaction.atomic():
+            new_ids = _apply_generic(unique, result)
+    result.new = [e for e in unique if e.event_id in new_ids]
+    result.duplicates += len(unique) - len(result.new) - len(result.rejected)
     return result
+
+
+def _apply_generic(unique: list[ParsedEvent], result: Applied) -> set[uuid.UUID]:
+    """The recipients first, then the writes, in the caller's transaction."""
+    emails = _recipients(unique)
+    accepted = []
+    for e in unique:
+        unknown = [p.recipient_id for p in e.planned if p.recipient_id not in emails]
+        if unknown:
+            result.rejected.append(
+                (e, InvalidEvent(f"unknown recipient user {unknown[0]}"))
+            )
+        else:
+            accepted.append(e)
+    with_email = {uid for uid, has_email in emails.items() if has_email}
+    return _write_generic(accepted, with_email)
+
+
+# The connections whose session has the lock timeout (a new one after a reconnect).
+_TIMED_OUT: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _apply_postgresql(events: list[ParsedEvent]) -> tuple[set[uuid.UUID], dict]:
+    """One statement, so one round trip and no BEGIN/COMMIT of its own (outside a
+    transaction it is one): at a low rate a batch is one event, and five round trips
+    (BEGIN, the lock timeout, the recipients, the writes, COMMIT) cost the consumer
+    and PostgreSQL more than the writes. Returns the new event ids, and the refused
+    ones with their first unknown recipient."""
+    sql, params = batch_statement(events)
+    connection.ensure_connection()
+    raw = connection.connection
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        if connection.in_atomic_block:  # a caller's transaction: for it only
+            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        elif raw not in _TIMED_OUT:
+            cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+            _TIMED_OUT.add(raw)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    new_ids = {event_id for event_id, unknown in rows if unknown is None}
+    refused = {event_id: unknown for event_id, unknown in rows if unknown is not None}
+    return new_ids, refused
 
 
 def _recipients(events: list[ParsedEvent]) -> dict[int, bool]:
     """The recipients that exist, each with whether it has an email address."""
     User = get_user_model()
     ids = list({p.recipient_id for e in events for p in e.planned})
-    email = User.get_email_field_name()
-    if connection.vendor == "postgresql":
-        rows = _pg_recipients(User, email, ids)
-    else:
-        rows = User.objects.filter(pk__in=ids).values_list("pk", email)
-    return {uid: bool(address) for uid, address in rows}
-
-
-def _pg_recipients(User, email: str, ids: list[int]) -> list[tuple]:
-    """The same query as one array parameter: the ORM's IN list of a few hundred
-    quoted ids cost the consumer more than the query."""
-    q = connection.ops.quote_name
-    meta = User._meta
-    sql = (
-        f"SELECT {q(meta.pk.column)}, {q(meta.get_field(email).column)}"
-        f" FROM {q(meta.db_table)} WHERE {q(meta.pk.column)} = ANY(%b)"
+    rows = User.objects.filter(pk__in=ids).values_list(
+        "pk", User.get_email_field_name()
     )
-    with (
-        connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
-    ):
-        cursor.execute(sql, [ids])
-        return cursor.fetchall()
+    return {uid: bool(address) for uid, address in rows}
 
 
 _PG_BATCH_SQL = """
@@ -105,18 +118,29 @@ _PG_BATCH_SQL = """
             SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::int4[],
                                  %b::int8[], %b::text[])
                 WITH ORDINALITY AS b(event_id, event_type, topic, part, off, appointment, i)
+        ), planned AS MATERIALIZED (
+            SELECT * FROM unnest(%b::int8[], %b::int8[], %b::text[])
+                WITH ORDINALITY AS n(event_number, recipient, message, j)
+        ), people AS MATERIALIZED (
+            SELECT u.{user_pk} AS id, coalesce(u.{address}, '') <> '' AS has_email
+            FROM {users} u WHERE u.{user_pk} IN (SELECT recipient FROM planned)
+        ), refused AS MATERIALIZED (
+            SELECT n.event_number, (array_agg(n.recipient ORDER BY n.j))[1] AS unknown
+            FROM planned n LEFT JOIN people p ON p.id = n.recipient
+            WHERE p.id IS NULL
+            GROUP BY n.event_number
         ), new_events AS (
             INSERT INTO {inbox} (event_id, event_type, topic, partition, {offset},
                                  processed_at)
             SELECT event_id, event_type, topic, part, off, %b FROM batch
+            WHERE i NOT IN (SELECT event_number FROM refused)
             ON CONFLICT (event_id) DO NOTHING
             RETURNING event_id
         ), new_notes AS (
             INSERT INTO {notes} (recipient_id, event_id, appointment_id, event_type,
                                  message, created_at)
             SELECT n.recipient, b.event_id, b.appointment::uuid, b.event_type, n.message, %b
-            FROM unnest(%b::int8[], %b::int8[], %b::text[])
-                WITH ORDINALITY AS n(event_number, recipient, message, j)
+            FROM planned n
             JOIN batch b ON b.i = n.event_number
             JOIN new_events ne ON ne.event_id = b.event_id
             ORDER BY n.j
@@ -125,50 +149,43 @@ _PG_BATCH_SQL = """
             INSERT INTO {emails} (notification_id, status, attempts, last_error,
                                   next_attempt_at, created_at)
             SELECT id, %b, 0, '', %b, %b FROM new_notes
-            WHERE recipient_id IN (SELECT unnest(%b::int8[]))
+            WHERE recipient_id IN (SELECT id FROM people WHERE has_email)
         )
-        SELECT event_id FROM new_events
+        SELECT event_id, NULL::int8 FROM new_events
+        UNION ALL
+        SELECT b.event_id, r.unknown FROM refused r JOIN batch b ON b.i = r.event_number
 """
 
 
-def _write_postgresql(
-    events: list[ParsedEvent], with_email: list[int]
-) -> set[uuid.UUID]:
-    """One statement: inbox rows, then notifications and emails for the new events.
+def batch_statement(events: list[ParsedEvent]) -> tuple[str, list]:
+    """The PostgreSQL statement that applies a batch, and its parameters.
 
+    It checks the recipients, writes the inbox rows, then the notifications and
+    email deliveries of the new events, and returns a row per new or refused event.
     Parameters go as binary arrays with server-side binding, several times cheaper
     than quoting thousands of values into the SQL. Notifications are inserted in
     batch order (WITH ORDINALITY), so their ids keep the order within a partition.
-    """
-    if not events:
-        return set()
-    sql, params = batch_statement(events, with_email)
-    with (
-        connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
-    ):
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
-
-
-def batch_statement(
-    events: list[ParsedEvent], with_email: list[int]
-) -> tuple[str, list]:
-    """The PostgreSQL statement that applies a batch, and its parameters.
-
     Run on a raw psycopg cursor (``%b`` placeholders); bench/consumer.py EXPLAINs it.
     """
     q = connection.ops.quote_name
     inbox, notes, emails = (
         q(m._meta.db_table) for m in (ProcessedEvent, Notification, EmailDelivery)
     )
+    User = get_user_model()
+    meta = User._meta
     sql = _PG_BATCH_SQL.format(
-        inbox=inbox, notes=notes, emails=emails, offset=q("offset")
+        inbox=inbox,
+        notes=notes,
+        emails=emails,
+        offset=q("offset"),
+        users=q(meta.db_table),
+        user_pk=q(meta.pk.column),
+        address=q(meta.get_field(User.get_email_field_name()).column),
     )
-    return sql, _pg_batch_params(events, with_email)
+    return sql, _pg_batch_params(events)
 
 
-def _pg_batch_params(events: list[ParsedEvent], with_email: list[int]) -> list:
+def _pg_batch_params(events: list[ParsedEvent]) -> list:
     now = timezone.now()
     note_event, recipients, messages = [], [], []
     for number, e in enumerate(events, start=1):
@@ -183,15 +200,14 @@ def _pg_batch_params(events: list[ParsedEvent], with_email: list[int]) -> list:
         [e.msg.partition() for e in events],
         [e.msg.offset() for e in events],
         [e.appointment_id for e in events],
-        now,
-        now,
         note_event,
         recipients,
         messages,
+        now,
+        now,
         EmailDelivery.Status.PENDING,
         now,
         now,
-        with_email,
     ]
 
 

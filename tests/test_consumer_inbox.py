@@ -76,3 +76,28 @@ def test_notifications_keep_the_order_of_the_batch(pair):
         (event_id_of(r), user.id) for r in records for user in (patient, doctor)
     ]
     assert [(str(e), u) for e, u in in_id_order] == expected
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_batch_commits_under_the_sessions_lock_timeout(pair):
+    """As the consumer runs it (one statement, its own transaction): the lock
+    timeout is set on the session once, and again on the connection that replaces
+    a dropped one."""
+    from django.db import connection
+
+    patient, doctor = pair
+    records = [
+        event_record(patient_id=patient.id, doctor_user_id=doctor.id) for _ in range(3)
+    ]
+    assert (len(apply_events(parsed(records[:2])).new)) == 2
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone() == ("5s",)
+    connection.close()
+    assert (len(apply_events(parsed(records)).new)) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone() == ("5s",)
+    assert ProcessedEvent.objects.count() == 3
+    assert Notification.objects.count() == 6
