@@ -182,15 +182,16 @@ def test_broker_wiped_then_outbox_replay_consumers_skip_what_they_had(
         )
         skipped = wait_until(lambda: "skipped" in consumer.output, timeout=20)
         assert skipped, consumer.output
-        # Nothing more arrives: wait past the consumer's session and the relay's retries.
-        time.sleep(8)
+        # Nothing more can arrive: no row is pending (a relay never sends a marked
+        # row again), and the topic holds exactly these 8 records, read to its end.
+        records = read_topic(own.address, OutboxEvent.objects.first().topic, expect=8)
+        assert len(records) == 8
+        assert_complete_and_ordered(records)
         assert ProcessedEvent.objects.count() == 8
         assert Notification.objects.count() == 16
         assert set(Notification.objects.values_list("event_id", flat=True)) == set(
             OutboxEvent.objects.values_list("event_id", flat=True)
         )
-        records = read_topic(own.address, OutboxEvent.objects.first().topic, expect=8)
-        assert_complete_and_ordered(records)
         assert relay.terminate() == 0
         assert consumer.terminate() == 0
     finally:
@@ -203,7 +204,12 @@ def test_broker_wiped_then_outbox_replay_consumers_skip_what_they_had(
 def test_per_key_order_holds_through_a_rebalance_and_a_restart(
     broker, topic, make_user, start_process
 ):
-    from tests.consumer_kit import event_record, produce_slowly, run_consumer
+    from tests.consumer_kit import (
+        committed_offsets,
+        event_record,
+        produce_slowly,
+        run_consumer,
+    )
 
     patient, doctor_user = make_user(), make_user()
     keys = [str(uuid.uuid4()) for _ in range(6)]
@@ -229,7 +235,16 @@ def test_per_key_order_holds_through_a_rebalance_and_a_restart(
     assert wait_until(
         lambda: Notification.objects.count() == 2 * len(records), timeout=90
     ), second.output + again.output
-    time.sleep(8)  # past the session timeout: a late duplicate would show now
+    # Every record applied and its offset committed (the killed member's partitions
+    # too, once its session expired): no member can be handed a record again. The
+    # topic holds just these records, offsets 0.. without gaps (no transactions).
+    assert wait_until(
+        lambda: (
+            sum(committed_offsets(broker.address, f"group-{topic}", topic).values())
+            == len(records)
+        ),
+        timeout=60,
+    ), second.output + again.output
     assert Notification.objects.count() == 2 * len(records)
     for key in keys:
         sent = [
@@ -292,13 +307,16 @@ def test_stalled_leader_with_an_open_transaction_marks_nothing_and_is_fenced(
         marks = set(OutboxEvent.objects.values_list("seq", "partition", "offset"))
 
         leader.proc.send_signal(signal.SIGCONT)
-        # Whatever the old leader could still do, it does within its commit deadline
-        # (message timeout + 5 s): wait that long before saying it did nothing.
-        time.sleep(5 + 5 + 2)
+        # The old leader finds itself fenced (its commit) or its lease gone, and drops
+        # the shard with what it had in hand: from then on it cannot mark anything.
+        dropped = wait_until(
+            lambda: "fenced" in leader.output or "leadership lost" in leader.output,
+            timeout=30,
+        )
+        assert dropped, leader.output
         assert (
             set(OutboxEvent.objects.values_list("seq", "partition", "offset")) == marks
         )
-        assert "fenced" in leader.output or "leadership lost" in leader.output
         records = read_committed(own.address, topic)
         assert_complete_and_ordered(records)
         ids = [headers_of(r)["ce_id"] for r in records]
