@@ -118,6 +118,31 @@ def test_a_change_that_cannot_be_recorded_is_not_made(patient, doctor, patient_c
     assert OutboxEvent.objects.filter(type="appointment.cancelled").count() == 0
 
 
+def test_a_booking_whose_entry_cannot_be_written_is_not_made(
+    patient, doctor, patient_client
+):
+    """As for the other changes: no appointment, no event, and a 503 that says why."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_entry RENAME TO audit_entry_away")
+    try:
+        response = patient_client.post(
+            "/api/appointments",
+            {
+                "doctorId": doctor.id,
+                "date": next_weekday().isoformat(),
+                "timeSlot": "09:00",
+            },
+            format="json",
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE audit_entry_away RENAME TO audit_entry")
+    assert response.status_code == 503, response.content
+    assert "could not be recorded" in response.json()["detail"]
+    assert Appointment.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+
 def test_entries_cannot_be_changed_or_deleted(patient, doctor):
     appointment_book(
         patient=patient, doctor=doctor, date=next_weekday(), time_slot=time(9)
