@@ -1,9 +1,24 @@
 """Primitives every long-running loop shares: stop on signal, backoff, rate-limited logs,
-produce with a full local queue."""
+produce with a full local queue, a heap settled after start-up."""
 
+import gc
 import logging
 import signal
 import time
+
+
+def freeze_startup_heap() -> None:
+    """Leave what start-up built (Django, its apps, the modules) out of every later
+    garbage collection.
+
+    A full collection walks every tracked object: some 75,000 after start-up, 27-33
+    ms on the machine of the benches, in the thread that holds the GIL, so a stall
+    for each event in hand. Frozen, they are never walked again (they live as long
+    as the process anyway); later collections walk only what came after. Call it
+    once, when the process is ready to run its loop (or serve, a gunicorn worker).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class StopOnSignal:

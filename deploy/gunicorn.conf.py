@@ -25,3 +25,11 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """The worker has loaded the app: keep its start-up objects out of later garbage
+    collections (core.loops.freeze_startup_heap)."""
+    from core.loops import freeze_startup_heap
+
+    freeze_startup_heap()

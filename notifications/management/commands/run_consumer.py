@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
+from core.loops import freeze_startup_heap
 from messaging.reset import (
     GroupHasMembers,
     OffsetResetFailed,
@@ -71,6 +72,7 @@ class Command(BaseCommand):
             on_applied=sender.wake if sender else None,
         )
         consumer.install_signal_handlers()
+        freeze_startup_heap()
         if sender:
             sender.start_thread()
         try:

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from core.loops import freeze_startup_heap
 from notifications.mailer import EmailSender
 
 
@@ -17,6 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, batch_size=None, **options):
         sender = EmailSender(batch_size=batch_size)
         sender.install_signal_handlers()
+        freeze_startup_heap()
         self.stdout.write("send_emails: started")
         sent = sender.run()
         self.stdout.write(f"sent {sent} emails")

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from core.loops import freeze_startup_heap
 from relay.cdc import refuse_poll_relay
 from relay.worker import Relay
 
@@ -55,5 +56,6 @@ class Command(BaseCommand):
             shards=shards, batch_size=batch_size, poll_interval=poll_interval, once=once
         )
         relay.install_signal_handlers()
+        freeze_startup_heap()
         published = relay.run()
         self.stdout.write(f"published {published} events")
