@@ -14,7 +14,9 @@
     pending rows with no broker: the database-side ceiling; (e) = min(c, d), and
     a/e says how close the relay comes to what its two sides allow;
 then commit-to-acknowledgement latency while events are committed at a steady
-500/s, one transaction each, as the API does; and the relay's CPU use while idle.
+500/s, one transaction each, as the API does (with the CPU each process and the whole
+machine used meanwhile: this process commits them, on the same cores); and the relay's
+CPU use while idle.
 
 With ``--history N`` (1,000,000 when given without a value; 50,000 with --quick) the
 script then fills the outbox with N published rows in the server (INSERT ... SELECT
@@ -54,6 +56,7 @@ from common import (
     setup_django,
     start_broker,
 )
+from cpu import machine_busy_seconds
 from outbox_history import (
     PurgeRun,
     explain_relay_statements,
@@ -384,6 +387,7 @@ class RelayRun:
     peak_mb: float = 0.0
     idle_cpu: float | None = None
     purge_latencies: list[float] = field(default_factory=list)
+    latency_cpu: dict[str, float] = field(default_factory=dict)  # % of a core at 500/s
     purged: int = 0
     purge_seconds: float = float("nan")
     cpu: dict[str, float] = field(default_factory=dict)  # seconds while draining
@@ -434,7 +438,9 @@ def relay_run(args, env: dict, keep_up_to: int, broker_pid: int) -> RelayRun:
             time.sleep(args.idle_seconds)
             used = cpu_seconds(relay.pid) - cpu_before
             run.idle_cpu = used / args.idle_seconds * 100
-        run.latencies = measure_latency(500, args.latency_seconds)
+        run.latencies, run.latency_cpu = latency_with_cpu(
+            args, process_groups(broker_pid, relay.pid)
+        )
         if history:
             purge_under_load(run, env, seconds=300)
         status = relay.stop(grace=15)
@@ -467,6 +473,26 @@ class Results:
     @property
     def db(self) -> float:
         return self.db_history if self.history else self.db_empty
+
+
+def latency_with_cpu(args, groups: dict) -> tuple[list[float], dict[str, float]]:
+    """measure_latency at 500/s, and what each process and the whole machine used
+    meanwhile (% of one core): the committing bench is on the same cores."""
+    busy = machine_busy_seconds()
+    with CpuUse(**groups) as cpu:
+        latencies = measure_latency(500, args.latency_seconds)
+    busy = machine_busy_seconds() - busy
+    share = {name: used / cpu.seconds * 100 for name, used in cpu.used.items()}
+    return latencies, share | {"machine": busy / cpu.seconds * 100}
+
+
+def latency_cpu_row(run: RelayRun) -> list:
+    parts = ", ".join(f"{name} {pct:.0f}" for name, pct in run.latency_cpu.items())
+    return [
+        f"    CPU % of one core meanwhile ({os.cpu_count()} cores)",
+        parts,
+        "",
+    ]
 
 
 def process_groups(broker_pid: int, relay_pid: int | None = None) -> dict:
@@ -608,6 +634,7 @@ def relay_rows(args, res: Results) -> list[list]:
             percentile(empty.latencies, 99),
             "<= 50",
         ],
+        latency_cpu_row(empty),
         [
             "relay peak RSS MB while draining",
             max(empty.peak_mb, main.peak_mb),
@@ -657,6 +684,7 @@ def history_rows(args, res: Results) -> list[list]:
             percentile(hist.latencies, 99),
             f"<= {1.15 * percentile(empty.latencies, 99):.1f}",
         ],
+        latency_cpu_row(hist),
         [
             f"outbox_purge --older-than {PURGE_OLDER_THAN}: rows/s "
             f"({hist.purged:,} rows in {hist.purge_seconds:.1f} s, start included)",
@@ -709,6 +737,9 @@ def result_line(args, res: Results) -> dict:
         "latency_p99_ms": round(percentile(main.latencies, 99), 1),
         "latency_p50_ms_empty": round(percentile(empty.latencies, 50), 1),
         "latency_p99_ms_empty": round(percentile(empty.latencies, 99), 1),
+        "latency_cpu_pct_empty": {
+            name: round(pct, 1) for name, pct in empty.latency_cpu.items()
+        },
         "relay_peak_rss_mb": round(max(empty.peak_mb, main.peak_mb), 1),
         "relay_idle_cpu_percent": round(empty.idle_cpu, 2),
         "drain_cpu_s_per_100k": cpu_per_100k(main, args.events),
