@@ -223,7 +223,7 @@ def not_found(request, exception=None):
 
 @csrf_exempt
 def api_not_found(request, *args, **kwargs):
-    """The last API route: any other path under /api/, any method. Django's
+    """The last API route: /api and any other path under it, any method. Django's
     handler404 does the same, but with DEBUG on (make run) Django answers an
     unmatched URL with its HTML debug page instead."""
     return not_found(request)

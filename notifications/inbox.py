@@ -7,6 +7,7 @@ applied twice has no second effect. PostgreSQL does it in one statement over
 arrays; other databases (SQLite) in a few bulk statements.
 """
 
+import functools
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -167,22 +168,30 @@ def batch_statement(events: list[ParsedEvent]) -> tuple[str, list]:
     batch order (WITH ORDINALITY), so their ids keep the order within a partition.
     Run on a raw psycopg cursor (``%b`` placeholders); bench/consumer.py EXPLAINs it.
     """
+    return _batch_sql(), _pg_batch_params(events)
+
+
+@functools.cache
+def table_names() -> dict[str, str]:
+    """The quoted names the notifications' raw SQL uses: its tables, and the user
+    model's table, key and address column (a custom user model's too)."""
     q = connection.ops.quote_name
-    inbox, notes, emails = (
-        q(m._meta.db_table) for m in (ProcessedEvent, Notification, EmailDelivery)
-    )
     User = get_user_model()
     meta = User._meta
-    sql = _PG_BATCH_SQL.format(
-        inbox=inbox,
-        notes=notes,
-        emails=emails,
-        offset=q("offset"),
-        users=q(meta.db_table),
-        user_pk=q(meta.pk.column),
-        address=q(meta.get_field(User.get_email_field_name()).column),
-    )
-    return sql, _pg_batch_params(events)
+    return {
+        "inbox": q(ProcessedEvent._meta.db_table),
+        "notes": q(Notification._meta.db_table),
+        "emails": q(EmailDelivery._meta.db_table),
+        "offset": q("offset"),
+        "users": q(meta.db_table),
+        "user_pk": q(meta.pk.column),
+        "address": q(meta.get_field(User.get_email_field_name()).column),
+    }
+
+
+@functools.cache
+def _batch_sql() -> str:
+    return _PG_BATCH_SQL.format(**table_names())
 
 
 def _pg_batch_params(events: list[ParsedEvent]) -> list:

@@ -9,6 +9,7 @@ sender that dies mid-send leaves the row to be sent again after the lease (email
 at-least-once).
 """
 
+import functools
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ from core.db import DATABASE_ERRORS
 from core.loops import StopOnSignal, backoff_delay
 from notifications import metrics
 from notifications.handlers import email_subject
-from notifications.inbox import reset_connection
+from notifications.inbox import reset_connection, table_names
 from notifications.models import EmailDelivery, Notification
 
 logger = logging.getLogger("notifications.email")
@@ -262,27 +263,23 @@ _PG_CLAIM_SQL = """
 """
 
 
+@functools.cache
+def _claim_sql() -> str:
+    return _PG_CLAIM_SQL.format(
+        **table_names(), pending=EmailDelivery.Status.PENDING.value
+    )
+
+
 def _claim_postgresql(now, lease_until, limit: int) -> list[Claimed]:
     """Lock, lease and read the due deliveries in one statement (its own transaction):
     through the ORM a round cost three statements, two transactions and three model
     instances per email, more than the consumer's own batch at a low rate."""
-    q = connection.ops.quote_name
-    User = get_user_model()
-    meta = User._meta
-    sql = _PG_CLAIM_SQL.format(
-        emails=q(EmailDelivery._meta.db_table),
-        notes=q(Notification._meta.db_table),
-        users=q(meta.db_table),
-        user_pk=q(meta.pk.column),
-        address=q(meta.get_field(User.get_email_field_name()).column),
-        pending=EmailDelivery.Status.PENDING.value,
-    )
     connection.ensure_connection()
     with (
         connection.wrap_database_errors,
         psycopg.Cursor(connection.connection) as cursor,
     ):
-        cursor.execute(sql, [now, limit, lease_until])
+        cursor.execute(_claim_sql(), [now, limit, lease_until])
         rows = cursor.fetchall()
     return [
         Claimed(pk, attempts, at, kind or "", message or "", address or "")
